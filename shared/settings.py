@@ -1,0 +1,359 @@
+"""App settings, parsed once into a frozen object.
+
+The Functions host exposes app settings as environment variables; the daemon reads them
+exactly once, through :func:`load_settings`, from a mapping passed in (``os.environ`` in
+production, a plain dict in tests). Every error names the app setting and says what was
+expected; secret values are never echoed.
+
+The settings read here are exactly the ones in ``SETTINGS`` below; README's configuration
+table and ``local.settings.sample.json`` list the same names (a test compares them).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shared.errors import SettingError
+
+__all__ = [
+    "PUBLIC_CLOUD_AUTHORITY",
+    "SETTINGS",
+    "AuthMode",
+    "Settings",
+    "SigningMode",
+    "load_settings",
+]
+
+PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
+
+# Microsoft's own authority hosts: instance discovery works for these and stays on.
+KNOWN_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+    }
+)
+
+# Audience of the managed identity's token used as a federated client assertion, per cloud.
+FEDERATION_AUDIENCES = {
+    "login.microsoftonline.us": "api://AzureADTokenExchangeUSGov",
+    "login.chinacloudapi.cn": "api://AzureADTokenExchangeChina",
+    "login.partner.microsoftonline.cn": "api://AzureADTokenExchangeChina",
+}
+DEFAULT_FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
+
+
+class AuthMode(str, enum.Enum):
+    """How the daemon proves its identity to Entra ID."""
+
+    MANAGED_IDENTITY = "managed-identity"
+    KEYVAULT_CERTIFICATE = "keyvault-certificate"
+    KEYVAULT_SIGNING = "keyvault-signing"
+    FEDERATED_MANAGED_IDENTITY = "federated-managed-identity"
+    CLIENT_SECRET = "client-secret"  # noqa: S105 - a mode name, not a secret
+
+
+class SigningMode(str, enum.Enum):
+    """Where the client assertion of a certificate mode is signed."""
+
+    EXPORT = "export"  # private key exported from Key Vault, assertion signed in memory
+    IN_KEY_VAULT = "in-key-vault"  # Key Vault signs; the private key never leaves it
+
+
+# name -> one-line description (README's configuration table is checked against this).
+SETTINGS: dict[str, str] = {
+    "DAEMON_AUTH_MODE": "managed-identity | keyvault-certificate | keyvault-signing | "
+    "federated-managed-identity | client-secret",
+    "DAEMON_TENANT_ID": "the home tenant (GUID or verified domain)",
+    "DAEMON_CLIENT_ID": "the app registration's application (client) id; not for managed-identity",
+    "DAEMON_ALLOWED_TENANTS": "comma-separated tenants the daemon may get tokens for "
+    "(default: the home tenant only)",
+    "DAEMON_KEY_VAULT_URL": "https://<vault>.vault.azure.net; keyvault-* modes",
+    "DAEMON_CERTIFICATE_NAME": "certificate name in the vault; keyvault-* modes",
+    "DAEMON_MANAGED_IDENTITY_CLIENT_ID": "client id of a user-assigned managed identity "
+    "(empty: system-assigned)",
+    "DAEMON_API_BASE_URL": "https base URL of the web API (default Graph v1.0)",
+    "DAEMON_API_SCOPE": "static scope <resource>/.default (default Graph)",
+    "DAEMON_AUTHORITY_HOST": "Entra ID authority (default public cloud)",
+    "DAEMON_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "true (default) | false; false only for "
+    "emulators and private clouds",
+    "DAEMON_CLIENT_SECRET": "client-secret mode only; use a Key Vault reference",
+    "DAEMON_SEND_X5C": "true | false (default): send the certificate chain (x5c) for "
+    "subject-name/issuer authentication",
+    "DAEMON_CERTIFICATE_CHECK_SECONDS": "how often to look for a newer certificate version "
+    "in Key Vault (default 3600)",
+}
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon reads from its app settings, validated."""
+
+    auth_mode: AuthMode
+    tenant_id: str
+    client_id: str | None
+    allowed_tenants: tuple[str, ...]
+    key_vault_url: str | None
+    certificate_name: str | None
+    managed_identity_client_id: str | None
+    api_base_url: str
+    api_scope: str
+    authority_host: str
+    key_vault_verify_challenge_resource: bool
+    client_secret: str | None
+    send_x5c: bool
+    certificate_check_seconds: float
+
+    def __repr__(self) -> str:  # never show the secret, even in a traceback's locals
+        secret = "'***'" if self.client_secret else "None"
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in self.__dataclass_fields__
+            if name != "client_secret"
+        )
+        return f"Settings({fields}, client_secret={secret})"
+
+    __str__ = __repr__
+
+    @property
+    def signing_mode(self) -> SigningMode | None:
+        """Where the assertion is signed, for the certificate modes; else None."""
+        if self.auth_mode is AuthMode.KEYVAULT_CERTIFICATE:
+            return SigningMode.EXPORT
+        if self.auth_mode is AuthMode.KEYVAULT_SIGNING:
+            return SigningMode.IN_KEY_VAULT
+        return None
+
+    @property
+    def api_resource(self) -> str:
+        """The scope without its ``/.default`` suffix (what a managed identity asks for)."""
+        return self.api_scope[: -len("/.default")]
+
+    @property
+    def api_host(self) -> str:
+        return urlsplit(self.api_base_url).netloc.lower()
+
+    @property
+    def uses_key_vault(self) -> bool:
+        return self.auth_mode in (AuthMode.KEYVAULT_CERTIFICATE, AuthMode.KEYVAULT_SIGNING)
+
+    @property
+    def instance_discovery(self) -> bool:
+        """Instance discovery only works against Microsoft's own authority hosts."""
+        return urlsplit(self.authority_host).hostname in KNOWN_AUTHORITY_HOSTS
+
+    @property
+    def federation_audience(self) -> str:
+        host = urlsplit(self.authority_host).hostname or ""
+        return FEDERATION_AUDIENCES.get(host, DEFAULT_FEDERATION_AUDIENCE)
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _require(env: Mapping[str, str], name: str, why: str) -> str:
+    value = _get(env, name)
+    if value is None:
+        raise SettingError(name, f"is required {why}")
+    return value
+
+
+def _tenant(name: str, value: str) -> str:
+    candidate = value.strip().lower()
+    try:
+        return str(uuid.UUID(candidate))
+    except ValueError:
+        pass
+    if _DOMAIN_RE.match(candidate):
+        return candidate
+    raise SettingError(
+        name, f"{value!r} is not a tenant id: expected a GUID or a verified domain name"
+    )
+
+
+def _guid(name: str, value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise SettingError(name, f"{value!r} is not a GUID (an application/client id)") from None
+
+
+def _https_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https":
+        raise SettingError(name, f"{value!r} must be an https:// URL")
+    if not parts.hostname:
+        raise SettingError(name, f"{value!r} has no host name")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingError(name, f"{value!r} must not carry a query, fragment or credentials")
+    return value.rstrip("/")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _get(env, name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise SettingError(name, f"{value!r} is not a boolean: expected true or false")
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _get(env, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingError(name, f"{value!r} is not a number") from None
+    if not number > 0:
+        raise SettingError(name, f"{value!r} must be greater than 0")
+    return number
+
+
+def _scope(name: str, value: str) -> str:
+    if " " in value.strip() or "," in value:
+        raise SettingError(
+            name,
+            "must be exactly one static scope '<resource>/.default'; daemons cannot use "
+            "incremental consent, so list the permissions on the app registration instead",
+        )
+    if not value.endswith("/.default"):
+        raise SettingError(
+            name,
+            f"{value!r} is not a static scope: expected '<resource>/.default' such as "
+            "'https://graph.microsoft.com/.default' (client credentials only accept "
+            "/.default; grant app permissions at registration instead)",
+        )
+    resource = value[: -len("/.default")]
+    if not resource:
+        raise SettingError(name, f"{value!r} names no resource before '/.default'")
+    if "://" in resource and urlsplit(resource).scheme not in ("https", "api"):
+        raise SettingError(name, f"{value!r}: the resource must be https:// or api://")
+    return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Parse and validate the app settings; raise SettingError naming the first bad one."""
+    raw_mode = _require(env, "DAEMON_AUTH_MODE", "to choose how the daemon gets tokens")
+    try:
+        mode = AuthMode(raw_mode.lower())
+    except ValueError:
+        choices = ", ".join(m.value for m in AuthMode)
+        raise SettingError(
+            "DAEMON_AUTH_MODE", f"{raw_mode!r} is not an auth mode: expected one of {choices}"
+        ) from None
+
+    tenant_id = _tenant(
+        "DAEMON_TENANT_ID", _require(env, "DAEMON_TENANT_ID", "(the app's home tenant)")
+    )
+
+    client_id: str | None = None
+    if mode is not AuthMode.MANAGED_IDENTITY:
+        client_id = _guid(
+            "DAEMON_CLIENT_ID",
+            _require(env, "DAEMON_CLIENT_ID", f"for DAEMON_AUTH_MODE={mode.value}"),
+        )
+    elif _get(env, "DAEMON_CLIENT_ID") is not None:
+        client_id = _guid("DAEMON_CLIENT_ID", _get(env, "DAEMON_CLIENT_ID") or "")
+
+    allowed = [tenant_id]
+    raw_allowed = _get(env, "DAEMON_ALLOWED_TENANTS")
+    if raw_allowed:
+        for item in raw_allowed.split(","):
+            if not item.strip():
+                continue
+            tenant = _tenant("DAEMON_ALLOWED_TENANTS", item)
+            if tenant not in allowed:
+                allowed.append(tenant)
+    if mode is AuthMode.MANAGED_IDENTITY and len(allowed) > 1:
+        raise SettingError(
+            "DAEMON_ALLOWED_TENANTS",
+            "a managed identity only gets tokens in its own tenant; use "
+            "federated-managed-identity with a multi-tenant app registration instead",
+        )
+
+    key_vault_url: str | None = None
+    certificate_name: str | None = None
+    if mode in (AuthMode.KEYVAULT_CERTIFICATE, AuthMode.KEYVAULT_SIGNING):
+        why = f"for DAEMON_AUTH_MODE={mode.value}"
+        key_vault_url = _https_url(
+            "DAEMON_KEY_VAULT_URL", _require(env, "DAEMON_KEY_VAULT_URL", why)
+        )
+        certificate_name = _require(env, "DAEMON_CERTIFICATE_NAME", why)
+        if not re.fullmatch(r"[0-9A-Za-z-]{1,127}", certificate_name):
+            raise SettingError(
+                "DAEMON_CERTIFICATE_NAME",
+                f"{certificate_name!r} is not a Key Vault object name "
+                "(1-127 letters, digits and dashes)",
+            )
+    elif _get(env, "DAEMON_KEY_VAULT_URL") is not None:
+        key_vault_url = _https_url("DAEMON_KEY_VAULT_URL", _get(env, "DAEMON_KEY_VAULT_URL") or "")
+
+    mi_client_id = _get(env, "DAEMON_MANAGED_IDENTITY_CLIENT_ID")
+    if mi_client_id is not None:
+        mi_client_id = _guid("DAEMON_MANAGED_IDENTITY_CLIENT_ID", mi_client_id)
+
+    client_secret = _get(env, "DAEMON_CLIENT_SECRET")
+    if mode is AuthMode.CLIENT_SECRET and client_secret is None:
+        raise SettingError(
+            "DAEMON_CLIENT_SECRET",
+            "is required for DAEMON_AUTH_MODE=client-secret (store it in Key Vault and use a "
+            "Key Vault reference: @Microsoft.KeyVault(SecretUri=...))",
+        )
+    if mode is not AuthMode.CLIENT_SECRET:
+        client_secret = None  # never keep a secret the mode does not use
+
+    api_base_url = _https_url(
+        "DAEMON_API_BASE_URL",
+        _get(env, "DAEMON_API_BASE_URL") or "https://graph.microsoft.com/v1.0",
+    )
+    api_scope = _scope(
+        "DAEMON_API_SCOPE", _get(env, "DAEMON_API_SCOPE") or "https://graph.microsoft.com/.default"
+    )
+    authority_host = _https_url(
+        "DAEMON_AUTHORITY_HOST", _get(env, "DAEMON_AUTHORITY_HOST") or PUBLIC_CLOUD_AUTHORITY
+    )
+    if urlsplit(authority_host).path not in ("", "/"):
+        raise SettingError(
+            "DAEMON_AUTHORITY_HOST",
+            f"{authority_host!r} must be a host only (such as {PUBLIC_CLOUD_AUTHORITY}); the "
+            "tenant comes from DAEMON_TENANT_ID",
+        )
+
+    return Settings(
+        auth_mode=mode,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        allowed_tenants=tuple(allowed),
+        key_vault_url=key_vault_url,
+        certificate_name=certificate_name,
+        managed_identity_client_id=mi_client_id,
+        api_base_url=api_base_url,
+        api_scope=api_scope,
+        authority_host=authority_host,
+        key_vault_verify_challenge_resource=_bool(
+            env, "DAEMON_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE", True
+        ),
+        client_secret=client_secret,
+        send_x5c=_bool(env, "DAEMON_SEND_X5C", False),
+        certificate_check_seconds=_positive_number(env, "DAEMON_CERTIFICATE_CHECK_SECONDS", 3600.0),
+    )
