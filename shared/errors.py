@@ -15,6 +15,10 @@
         ├── UnsafeRequestError      refused before sending: absolute URL to another host,
         │                           malformed operation (never reaches the network)
         ├── ApiResponseError        the API answered with an error status (status, code)
+        │   └── DeltaTokenExpiredError  400 syncStateNotFound: the delta link expired, do a
+        │                               full resync
+        ├── ApiTransportError       no usable answer (connect error, timeout, reset) after the
+        │                           bounded retries; says whether the outcome is unknown
         └── MalformedResponseError  the API's answer could not be understood
 
 Messages name the app setting or the resource and say what was expected. They never contain
@@ -26,10 +30,12 @@ from __future__ import annotations
 __all__ = [
     "ApiError",
     "ApiResponseError",
+    "ApiTransportError",
     "CertificateError",
     "ConfigurationError",
     "CredentialError",
     "DaemonError",
+    "DeltaTokenExpiredError",
     "KeyVaultAccessDeniedError",
     "KeyVaultError",
     "KeyVaultNotFoundError",
@@ -113,6 +119,23 @@ class ApiResponseError(ApiError):
         self.status = status
         self.code = code
         super().__init__(f"HTTP {status}" + (f" {code}" if code else "") + f": {message}")
+
+
+class DeltaTokenExpiredError(ApiResponseError):
+    """The delta link is no longer valid (400 syncStateNotFound): start a full resync."""
+
+
+class ApiTransportError(ApiError):
+    """No usable answer arrived: connect error, timeout or reset, after the bounded retries.
+
+    ``outcome_unknown`` is True when the request may have reached the API and been applied
+    (a read timeout or reset after the request was sent); a non-idempotent request in that
+    state is never resent blindly.
+    """
+
+    def __init__(self, message: str, *, outcome_unknown: bool) -> None:
+        self.outcome_unknown = outcome_unknown
+        super().__init__(message)
 
 
 class MalformedResponseError(ApiError):

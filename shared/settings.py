@@ -27,6 +27,7 @@ __all__ = [
     "Settings",
     "SigningMode",
     "load_settings",
+    "parse_tenant",
 ]
 
 PUBLIC_CLOUD_AUTHORITY = "https://login.microsoftonline.com"
@@ -174,7 +175,7 @@ def _require(env: Mapping[str, str], name: str, why: str) -> str:
     return value
 
 
-def _tenant(name: str, value: str) -> str:
+def parse_tenant(name: str, value: str) -> str:
     candidate = value.strip().lower()
     try:
         return str(uuid.UUID(candidate))
@@ -262,7 +263,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "DAEMON_AUTH_MODE", f"{raw_mode!r} is not an auth mode: expected one of {choices}"
         ) from None
 
-    tenant_id = _tenant(
+    tenant_id = parse_tenant(
         "DAEMON_TENANT_ID", _require(env, "DAEMON_TENANT_ID", "(the app's home tenant)")
     )
 
@@ -281,7 +282,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         for item in raw_allowed.split(","):
             if not item.strip():
                 continue
-            tenant = _tenant("DAEMON_ALLOWED_TENANTS", item)
+            tenant = parse_tenant("DAEMON_ALLOWED_TENANTS", item)
             if tenant not in allowed:
                 allowed.append(tenant)
     if mode is AuthMode.MANAGED_IDENTITY and len(allowed) > 1:
