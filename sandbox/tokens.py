@@ -32,6 +32,10 @@ class InvalidToken(Exception):
     """A token failed verification; the message says why (safe to return to the caller)."""
 
 
+class TokenRevoked(InvalidToken):
+    """A token that is otherwise valid was issued before a revocation event."""
+
+
 def split_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     """Return (header, claims, signing_input, signature) without verifying anything."""
     parts = token.split(".")
@@ -86,6 +90,8 @@ class TokenIssuer:
         }
         self.revoked_before = 0.0  # tokens issued before this instant are rejected
         self.issued: list[str] = []  # every token issued, for the log-hygiene test
+        self._issued_utis: list[str] = []
+        self._revoked_utis: set[str] = set()
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(self._jwk)]}
@@ -94,7 +100,8 @@ class TokenIssuer:
         """Sign ``claims`` plus iat/nbf/exp/uti; return (token, exp)."""
         now = int(self.clock())
         exp = int(now + lifetime)
-        body = {"iat": now, "nbf": now, "exp": exp, "uti": uuid.uuid4().hex, **claims}
+        uti = uuid.uuid4().hex
+        body = {"iat": now, "nbf": now, "exp": exp, "uti": uti, **claims}
         header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
         signing_input = (
             f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(body).encode())}"
@@ -102,11 +109,33 @@ class TokenIssuer:
         signature = self._key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
         token = f"{signing_input.decode('ascii')}.{b64url(signature)}"
         self.issued.append(token)
+        self._issued_utis.append(uti)
         return token, exp
 
     def revoke_all(self) -> None:
-        """Every token issued so far stops being accepted (as after a revocation event)."""
-        self.revoked_before = self.clock() + 1
+        """Every token issued so far stops being accepted (as after a revocation event).
+
+        Tokens issued in earlier seconds are caught by ``revoked_before``; those issued in the
+        current second (``iat`` has one-second resolution) by their ``uti``, so a token issued
+        right after the revocation is accepted.
+        """
+        self._revoked_utis.update(self._issued_utis)
+        self.revoked_before = float(int(self.clock()))
+
+    def is_revoked(self, claims: dict[str, Any]) -> bool:
+        return (
+            float(claims.get("iat", 0)) < self.revoked_before
+            or claims.get("uti") in self._revoked_utis
+        )
+
+    def verify_signature(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check only that this issuer signed ``token``; return (header, claims)."""
+        header, claims, signing_input, signature = split_jwt(token)
+        if header.get("kid") != self.kid:
+            raise InvalidToken("token was not signed by a key this issuer publishes")
+        verify_rsa_signature(self._key.public_key(), str(header.get("alg")), signing_input,
+                             signature)
+        return header, claims
 
     def verify(
         self, token: str, audiences: Iterable[str], issuer_prefix: str | None = None
@@ -128,6 +157,6 @@ class TokenIssuer:
             raise InvalidToken("token is expired")
         if float(claims.get("nbf", 0)) > now + 300:
             raise InvalidToken("token is not yet valid")
-        if float(claims.get("iat", 0)) < self.revoked_before:
-            raise InvalidToken("token was revoked")
+        if self.is_revoked(claims):
+            raise TokenRevoked("token was revoked")
         return claims

@@ -1,0 +1,39 @@
+# The two commands: `make demo` and `make test`. Each sets itself up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODES := managed-identity keyvault-certificate keyvault-signing federated-managed-identity client-secret
+
+.PHONY: demo test lint check bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+# For now the demo runs `doctor` in every auth mode against the offline sandbox.
+demo: $(STAMP)
+	@set -e; for mode in $(MODES); do \
+	  echo "== doctor, auth mode $$mode (offline sandbox) =="; \
+	  $(PY) -m sandbox exec --auth-mode $$mode -- $(PY) -m shared doctor; \
+	done
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+check: lint test
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""Where requests may go: only to the base URL's origin (scheme, host and port).
+
+The bearer token travels with every request, so every target is checked *before* anything is
+sent: absolute URLs, ``@odata.nextLink``/``@odata.deltaLink`` values and redirect targets.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from shared.errors import UnsafeRequestError
+
+__all__ = ["BaseUrl"]
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def _check_text(target: str) -> None:
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        raise UnsafeRequestError(f"URL {target[:80]!r} contains control characters")
+
+
+class BaseUrl:
+    """An https base URL such as ``https://graph.microsoft.com/v1.0`` and the rules around it."""
+
+    def __init__(self, base_url: str) -> None:
+        _check_text(base_url)
+        url = httpx.URL(base_url)
+        if url.scheme.lower() != "https" or not url.host:
+            raise UnsafeRequestError(
+                f"base URL {base_url!r} must be an absolute https URL "
+                "(e.g. https://graph.microsoft.com/v1.0)"
+            )
+        if url.query or url.fragment or url.userinfo:
+            raise UnsafeRequestError(
+                f"base URL {base_url!r} must not carry a query, fragment or credentials"
+            )
+        self.url = url
+        self.text = str(url).rstrip("/")
+        self.path = url.path.rstrip("/")
+        self.origin = _origin(url)
+
+    def __repr__(self) -> str:
+        return f"BaseUrl({self.text!r})"
+
+    def same_origin(self, url: httpx.URL) -> bool:
+        return _origin(url) == self.origin
+
+    def resolve(self, target: str) -> httpx.URL:
+        """The absolute URL for ``target`` (relative path or same-origin absolute URL).
+
+        Raises UnsafeRequestError for another scheme, host or port, scheme-relative
+        ``//host`` forms and control characters.
+        """
+        if not isinstance(target, str) or not target.strip():
+            raise UnsafeRequestError("request URL is missing")
+        _check_text(target)
+        if target.startswith("//") or target.startswith("\\"):
+            raise UnsafeRequestError(f"scheme-relative URL {target[:80]!r} refused")
+        if target.startswith("/") or "://" not in target:
+            return httpx.URL(self.text + "/" + target.lstrip("/"))
+        url = httpx.URL(target)
+        if not self.same_origin(url):
+            raise UnsafeRequestError(
+                f"refused to send the token to {url.scheme}://{url.host}"
+                + (f":{url.port}" if url.port else "")
+                + f": only {self.origin[0]}://{self.origin[1]}:{self.origin[2]} is allowed"
+            )
+        return url
+
+    def relative(self, target: str) -> str:
+        """``target`` as a path relative to the base URL (``/users?...``), as $batch wants.
+
+        Same-origin absolute URLs below the base path are made relative; anything else that
+        is absolute raises UnsafeRequestError.
+        """
+        url = self.resolve(target)
+        if target.startswith("/") or "://" not in target:
+            return "/" + target.lstrip("/")
+        raw = url.raw_path.decode("ascii")
+        prefix = self.path + "/"
+        if not raw.startswith(prefix):
+            raise UnsafeRequestError(
+                f"URL {target[:80]!r} is outside the base URL {self.text!r}; "
+                "batch URLs must be relative to it"
+            )
+        return "/" + raw[len(prefix) :]

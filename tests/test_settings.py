@@ -1,0 +1,165 @@
+"""Settings: parsed once from a mapping; every bad value names its setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import SettingError
+from shared.settings import AuthMode, SigningMode, load_settings
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+CLIENT = "22222222-2222-2222-2222-222222222222"
+
+
+def base(**overrides: str) -> dict[str, str]:
+    env = {
+        "DAEMON_AUTH_MODE": "keyvault-certificate",
+        "DAEMON_TENANT_ID": TENANT,
+        "DAEMON_CLIENT_ID": CLIENT,
+        "DAEMON_KEY_VAULT_URL": "https://myvault.vault.azure.net/",
+        "DAEMON_CERTIFICATE_NAME": "daemon-cert",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != "<unset>"}
+
+
+def test_defaults_and_derived_values() -> None:
+    s = load_settings(base())
+    assert s.auth_mode is AuthMode.KEYVAULT_CERTIFICATE
+    assert s.signing_mode is SigningMode.EXPORT
+    assert s.key_vault_url == "https://myvault.vault.azure.net"
+    assert s.api_base_url == "https://graph.microsoft.com/v1.0"
+    assert s.api_scope == "https://graph.microsoft.com/.default"
+    assert s.api_resource == "https://graph.microsoft.com"
+    assert s.authority_host == "https://login.microsoftonline.com"
+    assert s.allowed_tenants == (TENANT,)
+    assert s.key_vault_verify_challenge_resource is True
+    assert s.instance_discovery is True
+    assert s.federation_audience == "api://AzureADTokenExchange"
+
+
+def test_signing_mode_follows_auth_mode() -> None:
+    assert load_settings(base(DAEMON_AUTH_MODE="keyvault-signing")).signing_mode is (
+        SigningMode.IN_KEY_VAULT
+    )
+    mi = load_settings(base(DAEMON_AUTH_MODE="managed-identity", DAEMON_CLIENT_ID="<unset>"))
+    assert mi.signing_mode is None
+    assert mi.client_id is None
+
+
+def test_allowed_tenants_dedupes_and_keeps_home_first() -> None:
+    other = "33333333-3333-3333-3333-333333333333"
+    s = load_settings(base(DAEMON_ALLOWED_TENANTS=f" {other.upper()}, contoso.com ,{TENANT},"))
+    assert s.allowed_tenants == (TENANT, other, "contoso.com")
+
+
+def test_national_cloud_authority() -> None:
+    s = load_settings(base(DAEMON_AUTHORITY_HOST="https://login.microsoftonline.us"))
+    assert s.instance_discovery is True
+    assert s.federation_audience == "api://AzureADTokenExchangeUSGov"
+    custom = load_settings(base(DAEMON_AUTHORITY_HOST="https://127.0.0.1:8443"))
+    assert custom.instance_discovery is False
+
+
+def test_client_secret_is_kept_only_in_its_mode_and_never_shown() -> None:
+    secret = "s3cr3t-value-do-not-show"
+    s = load_settings(base(DAEMON_AUTH_MODE="client-secret", DAEMON_CLIENT_SECRET=secret))
+    assert s.client_secret == secret
+    assert secret not in repr(s)
+    assert secret not in str(s)
+    other = load_settings(base(DAEMON_CLIENT_SECRET=secret))
+    assert other.client_secret is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting", "fragment"),
+    [
+        ({"DAEMON_AUTH_MODE": "<unset>"}, "DAEMON_AUTH_MODE", "is required"),
+        ({"DAEMON_AUTH_MODE": "password"}, "DAEMON_AUTH_MODE", "expected one of"),
+        ({"DAEMON_TENANT_ID": "<unset>"}, "DAEMON_TENANT_ID", "is required"),
+        ({"DAEMON_TENANT_ID": "not a tenant"}, "DAEMON_TENANT_ID", "GUID or a verified domain"),
+        ({"DAEMON_CLIENT_ID": "<unset>"}, "DAEMON_CLIENT_ID", "keyvault-certificate"),
+        ({"DAEMON_CLIENT_ID": "abc"}, "DAEMON_CLIENT_ID", "is not a GUID"),
+        ({"DAEMON_ALLOWED_TENANTS": "x y"}, "DAEMON_ALLOWED_TENANTS", "GUID or a verified"),
+        ({"DAEMON_KEY_VAULT_URL": "<unset>"}, "DAEMON_KEY_VAULT_URL", "is required"),
+        ({"DAEMON_KEY_VAULT_URL": "http://v.vault.azure.net"}, "DAEMON_KEY_VAULT_URL", "https"),
+        ({"DAEMON_CERTIFICATE_NAME": "<unset>"}, "DAEMON_CERTIFICATE_NAME", "is required"),
+        ({"DAEMON_CERTIFICATE_NAME": "bad_name!"}, "DAEMON_CERTIFICATE_NAME", "object name"),
+        ({"DAEMON_MANAGED_IDENTITY_CLIENT_ID": "mi"}, "DAEMON_MANAGED_IDENTITY_CLIENT_ID", "GUID"),
+        (
+            {"DAEMON_API_BASE_URL": "http://graph.microsoft.com/v1.0"},
+            "DAEMON_API_BASE_URL",
+            "https",
+        ),
+        ({"DAEMON_API_BASE_URL": "https://"}, "DAEMON_API_BASE_URL", "no host"),
+        ({"DAEMON_API_BASE_URL": "https://g.example/v1.0?x=1"}, "DAEMON_API_BASE_URL", "query"),
+        ({"DAEMON_API_SCOPE": "User.Read.All"}, "DAEMON_API_SCOPE", "not a static scope"),
+        (
+            {"DAEMON_API_SCOPE": "https://graph.microsoft.com/User.Read.All"},
+            "DAEMON_API_SCOPE",
+            "/.default",
+        ),
+        (
+            {"DAEMON_API_SCOPE": "https://graph.microsoft.com/.default offline_access"},
+            "DAEMON_API_SCOPE",
+            "exactly one static scope",
+        ),
+        ({"DAEMON_API_SCOPE": "/.default"}, "DAEMON_API_SCOPE", "names no resource"),
+        ({"DAEMON_AUTHORITY_HOST": "http://login.example"}, "DAEMON_AUTHORITY_HOST", "https"),
+        (
+            {"DAEMON_AUTHORITY_HOST": "https://login.microsoftonline.com/contoso"},
+            "DAEMON_AUTHORITY_HOST",
+            "host only",
+        ),
+        (
+            {"DAEMON_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE": "maybe"},
+            "DAEMON_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE",
+            "expected true or false",
+        ),
+        ({"DAEMON_SEND_X5C": "2"}, "DAEMON_SEND_X5C", "boolean"),
+        (
+            {"DAEMON_CERTIFICATE_CHECK_SECONDS": "soon"},
+            "DAEMON_CERTIFICATE_CHECK_SECONDS",
+            "number",
+        ),
+        (
+            {"DAEMON_CERTIFICATE_CHECK_SECONDS": "0"},
+            "DAEMON_CERTIFICATE_CHECK_SECONDS",
+            "greater than 0",
+        ),
+        (
+            {"DAEMON_AUTH_MODE": "client-secret", "DAEMON_CLIENT_SECRET": "  "},
+            "DAEMON_CLIENT_SECRET",
+            "Key Vault reference",
+        ),
+        (
+            {
+                "DAEMON_AUTH_MODE": "managed-identity",
+                "DAEMON_ALLOWED_TENANTS": "33333333-3333-3333-3333-333333333333",
+            },
+            "DAEMON_ALLOWED_TENANTS",
+            "own tenant",
+        ),
+    ],
+)
+def test_bad_settings_name_the_setting(
+    overrides: dict[str, str], setting: str, fragment: str
+) -> None:
+    with pytest.raises(SettingError) as caught:
+        load_settings(base(**overrides))
+    assert caught.value.setting == setting
+    assert str(caught.value).startswith(f"app setting {setting}:")
+    assert fragment in str(caught.value)
+
+
+def test_a_malformed_secret_setting_is_not_echoed() -> None:
+    secret = "pa55word-that-must-not-leak"
+    with pytest.raises(SettingError) as caught:
+        load_settings(
+            base(
+                DAEMON_AUTH_MODE="client-secret",
+                DAEMON_CLIENT_ID="<unset>",
+                DAEMON_CLIENT_SECRET=secret,
+            )
+        )
+    assert secret not in str(caught.value)
