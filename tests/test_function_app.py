@@ -1,0 +1,64 @@
+"""function_app.py: imports with no settings, and its functions' bindings are consistent."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import azure.functions as func
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _functions() -> list[func.Function]:
+    # A fresh import in a subprocess proves nothing is read at import; here we build the
+    # app object once per test via importlib so get_functions() is called once per app.
+    import importlib
+
+    module = importlib.import_module("function_app")
+    module = importlib.reload(module)
+    functions: list[func.Function] = module.app.get_functions()
+    return functions
+
+
+def test_imports_with_no_settings_and_nothing_heavy() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAEMON_")}
+    code = (
+        "import sys, function_app; "
+        "heavy = [m for m in ('shared.instance', 'azure.identity', 'azure.keyvault.certificates',"
+        " 'httpx') if m in sys.modules]; "
+        "print(len(function_app.app.get_functions()), heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    count, heavy = result.stdout.strip().split(" ", 1)
+    assert int(count) >= 1
+    assert heavy == "[]"
+
+
+def test_parameter_names_match_binding_names() -> None:
+    """What the real worker's validate_function_params checks; a mismatch drops the app."""
+    for function in _functions():
+        user_function = function.get_user_function()
+        params = set(inspect.signature(user_function).parameters)
+        bindings = {b.name for b in function.get_bindings() if b.name != "$return"}
+        assert params == bindings, function.get_function_name()
+        assert inspect.iscoroutinefunction(user_function), "functions must be async"
+
+
+def test_timer_never_runs_on_startup() -> None:
+    for function in _functions():
+        for binding in json.loads(function.get_function_json())["bindings"]:
+            if binding["type"] == "timerTrigger":
+                assert binding["runOnStartup"] is False
