@@ -36,6 +36,11 @@ class SandboxCA:
         Path(self.ca_path).write_bytes(self.ca_pem)
         self._closed = False
 
+    @property
+    def private_dir(self) -> Path:
+        """The 0700 directory the server key passes through (empty but for that instant)."""
+        return self._private_dir
+
     def server_ssl_context(self) -> ssl.SSLContext:
         """A server-side TLS context; the key file exists only while it is being loaded."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -617,7 +617,9 @@ class SandboxState:
         with self._lock:
             return list(self.certificates.get(name, []))
 
-    def certificate_version(self, name: str, version: str | None = None) -> CertificateVersion | None:
+    def certificate_version(
+        self, name: str, version: str | None = None
+    ) -> CertificateVersion | None:
         """``version`` None (or "") means the latest (newest) version."""
         with self._lock:
             versions = self.certificates.get(name)

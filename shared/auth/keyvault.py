@@ -59,7 +59,7 @@ _PEM_KEY_RE = re.compile(
 )
 _ROLE_FOR = {
     "certificate": "Key Vault Certificate User",
-    "secret": "Key Vault Secrets User",
+    "secret": "Key Vault Certificate User",  # reads the certificate's secret (its key) too
     "key": "Key Vault Crypto User",
 }
 

@@ -97,8 +97,11 @@ class ApiClient:
         self._http2 = http2
         self._limits = limits or _DEFAULT_LIMITS
         self._timeout = (
-            timeout if isinstance(timeout, httpx.Timeout) else
-            httpx.Timeout(timeout) if timeout is not None else _DEFAULT_TIMEOUT
+            timeout
+            if isinstance(timeout, httpx.Timeout)
+            else httpx.Timeout(timeout)
+            if timeout is not None
+            else _DEFAULT_TIMEOUT
         )
         self.retry = retry or RetryPolicy()
         self._throttle_priority = throttle_priority
@@ -199,19 +202,33 @@ class ApiClient:
             request_id = str(uuid.uuid4())
             try:
                 response = await self._send(
-                    method, url, json=json, content=content, headers=extra, params=params,
-                    request_id=request_id, force_refresh=False,
+                    method,
+                    url,
+                    json=json,
+                    content=content,
+                    headers=extra,
+                    params=params,
+                    request_id=request_id,
+                    force_refresh=False,
                 )
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
                     logger.info(
                         "%s %s answered 401 (client-request-id %s): refreshing the token once",
-                        method, url.path, request_id,
+                        method,
+                        url.path,
+                        request_id,
                     )
                     request_id = str(uuid.uuid4())
                     response = await self._send(
-                        method, url, json=json, content=content, headers=extra, params=params,
-                        request_id=request_id, force_refresh=True,
+                        method,
+                        url,
+                        json=json,
+                        content=content,
+                        headers=extra,
+                        params=params,
+                        request_id=request_id,
+                        force_refresh=True,
                     )
             except httpx.TransportError as exc:
                 disposition = classify_exception(exc, idempotent=idem)
@@ -220,15 +237,24 @@ class ApiClient:
                 if disposition is Disposition.RETRY and policy.allows(attempts, elapsed, delay):
                     logger.warning(
                         "%s %s failed: %s (client-request-id %s); retry %d/%d in %.2fs",
-                        method, url.path, exc.__class__.__name__, request_id,
-                        attempts, policy.max_attempts - 1, delay,
+                        method,
+                        url.path,
+                        exc.__class__.__name__,
+                        request_id,
+                        attempts,
+                        policy.max_attempts - 1,
+                        delay,
                     )
                     skipped += await self._wait(policy, delay)
                     continue
                 unknown = disposition is Disposition.OUTCOME_UNKNOWN
                 logger.error(
                     "%s %s failed: %s (client-request-id %s) after %d attempt(s)%s",
-                    method, url.path, exc.__class__.__name__, request_id, attempts,
+                    method,
+                    url.path,
+                    exc.__class__.__name__,
+                    request_id,
+                    attempts,
                     "; outcome unknown, not resent" if unknown else "",
                 )
                 raise ApiTransportError(
@@ -246,25 +272,42 @@ class ApiClient:
                 if policy.allows(attempts, elapsed, delay):
                     logger.warning(
                         "%s %s answered %d (client-request-id %s); retry %d/%d in %.2fs",
-                        method, url.path, result.status, request_id,
-                        attempts, policy.max_attempts - 1, delay,
+                        method,
+                        url.path,
+                        result.status,
+                        request_id,
+                        attempts,
+                        policy.max_attempts - 1,
+                        delay,
                     )
                     skipped += await self._wait(policy, delay)
                     continue
             if disposition is Disposition.OUTCOME_UNKNOWN:
                 logger.error(
                     "%s %s answered %d (client-request-id %s): outcome unknown, not resent",
-                    method, url.path, result.status, request_id,
+                    method,
+                    url.path,
+                    result.status,
+                    request_id,
                 )
                 return ApiResponse(
-                    status=result.status, headers=result.headers, body=result.body,
-                    content=result.content, request_id=request_id, attempts=attempts,
-                    outcome_unknown=True, json_problem=result.json_problem,
+                    status=result.status,
+                    headers=result.headers,
+                    body=result.body,
+                    content=result.content,
+                    request_id=request_id,
+                    attempts=attempts,
+                    outcome_unknown=True,
+                    json_problem=result.json_problem,
                 )
             if not result.ok:
                 logger.info(
                     "%s %s answered %d %s (client-request-id %s)",
-                    method, url.path, result.status, result.error_code or "", request_id,
+                    method,
+                    url.path,
+                    result.status,
+                    result.error_code or "",
+                    request_id,
                 )
             return result
 
@@ -323,8 +366,13 @@ class ApiClient:
         content = response.content
         body, problem = parse_json_body(response.headers.get("content-type", ""), content)
         return ApiResponse(
-            status=response.status_code, headers=response.headers, body=body, content=content,
-            request_id=request_id, attempts=attempts, json_problem=problem,
+            status=response.status_code,
+            headers=response.headers,
+            body=body,
+            content=content,
+            request_id=request_id,
+            attempts=attempts,
+            json_problem=problem,
         )
 
     # -- conveniences -----------------------------------------------------------------

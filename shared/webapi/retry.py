@@ -100,9 +100,7 @@ def _seconds(text: str) -> float | None:
     return max(0.0, value)
 
 
-def parse_retry_after(
-    headers: Mapping[str, str], *, now: datetime | None = None
-) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms``, ``x-ms-retry-after-ms`` or ``Retry-After``.
 
     ``Retry-After`` may be integer or fractional seconds, or an HTTP-date (relative to

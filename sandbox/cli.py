@@ -1,0 +1,104 @@
+"""Command line: ``python -m sandbox [serve]`` and ``python -m sandbox exec --auth-mode M -- CMD``.
+
+``serve`` starts and seeds a sandbox, prints its URL, CA path and the settings for every auth
+mode as JSON (secrets redacted unless ``--show-secrets``), and serves until Ctrl-C.
+``exec`` starts and seeds a sandbox, runs CMD with ``os.environ`` plus the settings for the
+mode, stops the sandbox and exits with CMD's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from sandbox.seed import AUTH_MODES, SECRET_SETTING_NAMES, seed_default, settings_for
+from sandbox.server import Sandbox
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "<redacted: use --show-secrets>"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any)")
+    parser.add_argument("--token-lifetime", type=int, default=3600,
+                        help="access token lifetime in seconds (default 3600)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="serve until Ctrl-C (the default)")
+    serve.add_argument("--show-secrets", action="store_true",
+                       help="print the client secret and identity header in the settings")
+    run = commands.add_parser("exec", help="run a command against a fresh sandbox")
+    run.add_argument("--auth-mode", required=True, choices=AUTH_MODES)
+    run.add_argument("--user-assigned-identity", action="store_true",
+                     help="use the user-assigned identity instead of the system-assigned one")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    return parser
+
+
+def _serve(sandbox: Sandbox, show_secrets: bool) -> int:
+    seed = seed_default(sandbox)
+    settings = {}
+    for mode in AUTH_MODES:
+        values = settings_for(seed, sandbox, mode)
+        if not show_secrets:
+            values = {k: (REDACTED if k in SECRET_SETTING_NAMES else v) for k, v in values.items()}
+        settings[mode] = values
+    print(json.dumps(
+        {"url": sandbox.url, "alt_url": sandbox.alt_url, "ca_path": sandbox.ca_path,
+         "settings": settings},
+        indent=2,
+    ), flush=True)
+    print(f"Sandbox serving on {sandbox.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _exec(sandbox: Sandbox, mode: str, cmd: Sequence[str], user_assigned: bool) -> int:
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        print("exec: a command is required after --", file=sys.stderr)
+        return 2
+    seed = seed_default(sandbox)
+    env = dict(os.environ)
+    env.update(settings_for(seed, sandbox, mode, user_assigned_identity=user_assigned))
+    try:
+        completed = subprocess.run(list(cmd), env=env, check=False)
+    except FileNotFoundError:
+        print(f"exec: command not found: {cmd[0]}", file=sys.stderr)
+        return 127
+    return completed.returncode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with Sandbox(port=args.port, token_lifetime=args.token_lifetime) as sandbox:
+        if args.command == "exec":
+            return _exec(sandbox, args.auth_mode, args.cmd, args.user_assigned_identity)
+        return _serve(sandbox, getattr(args, "show_secrets", False))
