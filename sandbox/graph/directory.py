@@ -120,7 +120,9 @@ def check_value(kind: str, name: str, value: Any, type_name: str) -> Any:
         except ValueError:
             ok = False
     if not ok:
-        raise bad_request(f"Invalid value specified for property '{name}' of resource '{type_name}'.")
+        raise bad_request(
+            f"Invalid value specified for property '{name}' of resource '{type_name}'."
+        )
     return value
 
 
@@ -161,7 +163,9 @@ class TenantDirectory:
                 raise bad_request(f"Property '{name}' value is required but is empty or missing.")
         password = props["passwordProfile"]
         if not isinstance(password, dict) or not password.get("password"):
-            raise bad_request("Property 'passwordProfile' value is required but is empty or missing.")
+            raise bad_request(
+                "Property 'passwordProfile' value is required but is empty or missing."
+            )
         user = self._validated("user", props, creating=True)
         upn = str(user["userPrincipalName"])
         if "@" not in upn:
@@ -316,11 +320,11 @@ class Directory:
     def add_user(self, tenant_id: str, **props: Any) -> dict[str, Any]:
         """Create one user; missing required properties get plausible defaults."""
         n = next(self._counter)
-        nickname = props.pop("mailNickname", None) or f"user{n:06d}"
+        nickname = props.pop("mailNickname", None) or f"added{n:06d}"
         upn = props.pop("userPrincipalName", None) or f"{nickname}@contoso.example"
         base: dict[str, Any] = {
             "accountEnabled": True,
-            "displayName": f"User {n:06d}",
+            "displayName": f"Added {n:06d}",
             "mailNickname": nickname,
             "userPrincipalName": upn,
             "passwordProfile": {"password": "Sandbox-Pa55!", "forceChangePasswordNextSignIn": True},

@@ -36,7 +36,7 @@ from .config import FaultConfig
 log = logging.getLogger(__name__)
 
 
-class ConnectionDropped(Exception):  # noqa: N818 - it names what happens, not an error
+class ConnectionDropped(Exception):
     """Raised to make the server drop the connection without a complete response."""
 
 
@@ -48,8 +48,13 @@ class Faults:
         self.rng = random.Random(self.config.seed)
 
     def reset(self) -> None:
-        self.config = FaultConfig()
+        """Back to no faults (in place: references to ``.config`` stay valid)."""
+        self.config.__dict__.update(FaultConfig().__dict__)
         self.rng = random.Random(self.config.seed)
+
+    def set(self, **values: Any) -> None:
+        """``faults.set(error_rate=0.1, latency_per_item=0.05)``."""
+        self.update(values)
 
     def update(self, values: dict[str, Any]) -> None:
         self.config.update(values)
@@ -122,7 +127,7 @@ async def drop_connection(scope: Scope, receive: Receive, send: Send) -> None:
         transport.abort()
         for _ in range(3):  # let connection_lost run so uvicorn marks the cycle disconnected
             await asyncio.sleep(0)
-        if hasattr(cycle, "disconnected"):
+        if cycle is not None and hasattr(cycle, "disconnected"):
             cycle.disconnected = True
         log.info("graph sandbox: connection reset injected (%s %s)", scope.get("method"),
                  scope.get("path"))

@@ -103,7 +103,9 @@ class GraphStats:
                 )
             )
 
-    def note_throttled(self, key: OperationKey, event: ThrottleEvent, header_seconds: float) -> None:
+    def note_throttled(
+        self, key: OperationKey, event: ThrottleEvent, header_seconds: float
+    ) -> None:
         self.throttled += 1
         self.throttled_by_bucket[event.bucket] += 1
         self.throttle_events.append(event)
