@@ -28,20 +28,33 @@ REDACTED = "<redacted: use --show-secrets>"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any)")
-    parser.add_argument("--token-lifetime", type=int, default=3600,
-                        help="access token lifetime in seconds (default 3600)")
+    parser.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=3600,
+        help="access token lifetime in seconds (default 3600)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="serve until Ctrl-C (the default)")
-    serve.add_argument("--show-secrets", action="store_true",
-                       help="print the client secret and identity header in the settings")
+    serve.add_argument(
+        "--show-secrets",
+        action="store_true",
+        help="print the client secret and identity header in the settings",
+    )
     run = commands.add_parser("exec", help="run a command against a fresh sandbox")
     run.add_argument("--auth-mode", required=True, choices=AUTH_MODES)
-    run.add_argument("--user-assigned-identity", action="store_true",
-                     help="use the user-assigned identity instead of the system-assigned one")
+    run.add_argument(
+        "--user-assigned-identity",
+        action="store_true",
+        help="use the user-assigned identity instead of the system-assigned one",
+    )
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return parser
 
@@ -54,11 +67,18 @@ def _serve(sandbox: Sandbox, show_secrets: bool) -> int:
         if not show_secrets:
             values = {k: (REDACTED if k in SECRET_SETTING_NAMES else v) for k, v in values.items()}
         settings[mode] = values
-    print(json.dumps(
-        {"url": sandbox.url, "alt_url": sandbox.alt_url, "ca_path": sandbox.ca_path,
-         "settings": settings},
-        indent=2,
-    ), flush=True)
+    print(
+        json.dumps(
+            {
+                "url": sandbox.url,
+                "alt_url": sandbox.alt_url,
+                "ca_path": sandbox.ca_path,
+                "settings": settings,
+            },
+            indent=2,
+        ),
+        flush=True,
+    )
     print(f"Sandbox serving on {sandbox.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     stop = threading.Event()
 
@@ -96,8 +116,11 @@ def _exec(sandbox: Sandbox, mode: str, cmd: Sequence[str], user_assigned: bool) 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.verbose:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     with Sandbox(port=args.port, token_lifetime=args.token_lifetime) as sandbox:
         if args.command == "exec":
             return _exec(sandbox, args.auth_mode, args.cmd, args.user_assigned_identity)

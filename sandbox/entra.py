@@ -79,7 +79,9 @@ def error_body(err: EntraError, now: float, correlation_id: str) -> dict[str, An
 
 def tenant_not_found(name: str, error: str = "invalid_request") -> EntraError:
     return EntraError(
-        400, error, 90002,
+        400,
+        error,
+        90002,
         f"Tenant '{name}' not found. Check to make sure you have the correct tenant ID and are "
         "signing into the correct cloud. Check with your subscription administrator, this may "
         "happen if there are no active subscriptions for the tenant.",
@@ -88,7 +90,9 @@ def tenant_not_found(name: str, error: str = "invalid_request") -> EntraError:
 
 def missing_parameter(name: str) -> EntraError:
     return EntraError(
-        400, "invalid_request", 900144,
+        400,
+        "invalid_request",
+        900144,
         f"The request body must contain the following parameter: '{name}'.",
     )
 
@@ -96,22 +100,33 @@ def missing_parameter(name: str) -> EntraError:
 # What fail_next_token_requests(n, code) answers for the codes tests are likely to inject.
 INJECTABLE: dict[int, tuple[int, str, str]] = {
     700027: (401, "invalid_client", "Client assertion failed signature validation. (injected)"),
-    700024: (401, "invalid_client", "Client assertion is not within its valid time range. "
-             "(injected)"),
+    700024: (
+        401,
+        "invalid_client",
+        "Client assertion is not within its valid time range. (injected)",
+    ),
     7000214: (401, "invalid_client", "Certificate has been revoked. (injected)"),
     7000215: (401, "invalid_client", "Invalid client secret provided. (injected)"),
-    700016: (400, "unauthorized_client", "Application was not found in the directory. "
-             "(injected)"),
-    7000229: (401, "invalid_client", "The client application is missing service principal "
-              "in the tenant. (injected)"),
+    700016: (400, "unauthorized_client", "Application was not found in the directory. (injected)"),
+    7000229: (
+        401,
+        "invalid_client",
+        "The client application is missing service principal in the tenant. (injected)",
+    ),
     90002: (400, "invalid_request", "Tenant not found. (injected)"),
     500011: (400, "invalid_resource", "The resource principal was not found. (injected)"),
-    90006: (503, "temporarily_unavailable", "The service is temporarily unavailable. "
-            "(injected)"),
-    90024: (503, "temporarily_unavailable", "RequestBudgetExceededError - A transient error "
-            "has occurred. Try again. (injected)"),
-    50196: (400, "invalid_grant", "The server terminated an operation because it encountered "
-            "a client request loop. (injected)"),
+    90006: (503, "temporarily_unavailable", "The service is temporarily unavailable. (injected)"),
+    90024: (
+        503,
+        "temporarily_unavailable",
+        "RequestBudgetExceededError - A transient error has occurred. Try again. (injected)",
+    ),
+    50196: (
+        400,
+        "invalid_grant",
+        "The server terminated an operation because it encountered "
+        "a client request loop. (injected)",
+    ),
 }
 
 
@@ -123,8 +138,11 @@ class EntraService:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration,
-                  methods=["GET"]),
+            Route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                self.openid_configuration,
+                methods=["GET"],
+            ),
             Route("/{tenant}/discovery/v2.0/keys", self.keys, methods=["GET"]),
             Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
         ]
@@ -145,14 +163,15 @@ class EntraService:
             {
                 "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
                 "token_endpoint_auth_methods_supported": [
-                    "client_secret_post", "private_key_jwt", "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
                 ],
                 "jwks_uri": f"{base}/{tid}/discovery/v2.0/keys",
                 "response_modes_supported": ["query", "fragment", "form_post"],
                 "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["RS256"],
-                "response_types_supported": ["code", "id_token", "code id_token",
-                                             "id_token token"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
                 "issuer": self.state.token_issuer_url(tid),
                 "request_uri_parameter_supported": False,
@@ -163,10 +182,25 @@ class EntraService:
                 "frontchannel_logout_supported": True,
                 "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
                 "claims_supported": [
-                    "sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
-                    "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time",
-                    "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash",
-                    "c_hash", "email",
+                    "sub",
+                    "iss",
+                    "cloud_instance_name",
+                    "cloud_instance_host_name",
+                    "cloud_graph_host_name",
+                    "msgraph_host",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "acr",
+                    "nonce",
+                    "preferred_username",
+                    "name",
+                    "tid",
+                    "ver",
+                    "at_hash",
+                    "c_hash",
+                    "email",
                 ],
                 "kerberos_endpoint": f"{base}/{tid}/kerberos",
                 "tenant_region_scope": "EU",
@@ -215,10 +249,16 @@ class EntraService:
             state.count(f"rejections.AADSTS{err.code}")
             logger.info(
                 "token request refused: AADSTS%s %s (tenant=%s client=%s)",
-                err.code, err.error, path_tenant, client_id or "-",
+                err.code,
+                err.error,
+                path_tenant,
+                client_id or "-",
             )
-            return JSONResponse(error_body(err, state.clock(), correlation_id), err.status,
-                                headers={"Cache-Control": "no-store, no-cache"})
+            return JSONResponse(
+                error_body(err, state.clock(), correlation_id),
+                err.status,
+                headers={"Cache-Control": "no-store, no-cache"},
+            )
         state.count("tokens_issued")
         return JSONResponse(body, headers={"Cache-Control": "no-store, no-cache"})
 
@@ -226,7 +266,9 @@ class EntraService:
         state = self.state
         if path_tenant.lower() in ("common", "consumers"):
             raise EntraError(
-                400, "invalid_request", 9001023,
+                400,
+                "invalid_request",
+                9001023,
                 "The grant type isn't supported over the /common or /consumers endpoints. "
                 "Please use the /organizations or tenant-specific endpoint.",
             )
@@ -238,7 +280,9 @@ class EntraService:
             raise missing_parameter("grant_type")
         if grant_type != "client_credentials":
             raise EntraError(
-                400, "unsupported_grant_type", 70003,
+                400,
+                "unsupported_grant_type",
+                70003,
                 f"The app requested an unsupported grant type '{grant_type}'.",
             )
         basic_id, basic_secret = _basic_auth(request)
@@ -260,7 +304,9 @@ class EntraService:
                 # A multi-tenant app that no admin of this tenant has consented to.
                 raise _app_not_found(client_id, tenant)
             raise EntraError(
-                401, "invalid_client", 7000229,
+                401,
+                "invalid_client",
+                7000229,
                 f"The client application {client_id} is missing service principal in the "
                 f"tenant {tenant.tenant_id}. See instructions here: "
                 "https://go.microsoft.com/fwlink/?linkid=2225119",
@@ -270,7 +316,9 @@ class EntraService:
         assertion = form.get("client_assertion")
         if secret and assertion:
             raise EntraError(
-                400, "invalid_request", 90023,
+                400,
+                "invalid_request",
+                90023,
                 "The request must contain only one client credential: 'client_assertion' or "
                 "'client_secret', not both.",
             )
@@ -280,7 +328,9 @@ class EntraService:
                 raise missing_parameter("client_assertion_type")
             if assertion_type != ASSERTION_TYPE:
                 raise EntraError(
-                    400, "invalid_request", 90014,
+                    400,
+                    "invalid_request",
+                    90014,
                     f"The client_assertion_type '{assertion_type}' is not supported. "
                     f"Use '{ASSERTION_TYPE}'.",
                 )
@@ -290,7 +340,9 @@ class EntraService:
             auth_method = "1"
         else:
             raise EntraError(
-                401, "invalid_client", 7000218,
+                401,
+                "invalid_client",
+                7000218,
                 "The request body must contain the following parameter: 'client_assertion' or "
                 "'client_secret'.",
             )
@@ -298,7 +350,9 @@ class EntraService:
         resource = state.find_resource(resource_name)
         if resource is None:
             raise EntraError(
-                400, "invalid_resource", 500011,
+                400,
+                "invalid_resource",
+                500011,
                 f"The resource principal named {resource_name} was not found in the tenant "
                 f"named {tenant.display_name}. This can happen if the application has not been "
                 "installed by the administrator of the tenant or consented to by any user in the "
@@ -324,7 +378,10 @@ class EntraService:
         token, _ = state.issuer.issue(claims, lifetime)
         logger.info(
             "issued app token (tenant=%s client=%s resource=%s roles=%d)",
-            tenant.tenant_id, app.client_id, resource_name, len(roles),
+            tenant.tenant_id,
+            app.client_id,
+            resource_name,
+            len(roles),
         )
         body: dict[str, Any] = {
             "token_type": "Bearer",
@@ -344,7 +401,9 @@ class EntraService:
             if hmac.compare_digest(candidate.value.encode(), secret.encode()):
                 if candidate.expires <= now:
                     raise EntraError(
-                        401, "invalid_client", 7000222,
+                        401,
+                        "invalid_client",
+                        7000222,
                         f"The provided client secret keys for app '{app.client_id}' are expired. "
                         "Visit the Azure portal to create new keys for your app: "
                         "https://aka.ms/NewClientSecret, or consider using certificate "
@@ -352,7 +411,9 @@ class EntraService:
                     )
                 return
         raise EntraError(
-            401, "invalid_client", 7000215,
+            401,
+            "invalid_client",
+            7000215,
             "Invalid client secret provided. Ensure the secret being sent in the request is the "
             f"client secret value, not the client secret ID, for a secret added to app "
             f"'{app.client_id}'.",
@@ -364,13 +425,16 @@ class EntraService:
         try:
             header, claims, signing_input, signature = split_jwt(assertion)
         except InvalidToken as exc:
-            raise EntraError(401, "invalid_client", 50027,
-                             f"JWT token is invalid or malformed. {exc}") from None
+            raise EntraError(
+                401, "invalid_client", 50027, f"JWT token is invalid or malformed. {exc}"
+            ) from None
         alg = str(header.get("alg", ""))
         if header.get("x5t#S256") or header.get("x5t"):
             if alg not in SUPPORTED_ALGS:
                 raise EntraError(
-                    401, "invalid_client", 5002738,
+                    401,
+                    "invalid_client",
+                    5002738,
                     f"Invalid JWT token. '{alg}' is not a supported signature algorithm. "
                     f"Supported signing algorithms are: '{', '.join(SUPPORTED_ALGS)}'",
                 )
@@ -379,13 +443,17 @@ class EntraService:
             jti = claims.get("jti")
             if not isinstance(jti, str) or not jti:
                 raise EntraError(
-                    401, "invalid_client", 50027,
+                    401,
+                    "invalid_client",
+                    50027,
                     "JWT token is invalid or malformed. The client assertion must contain a "
                     "'jti' claim.",
                 )
             if not self.state.remember_jti(app.client_id, jti, float(claims.get("exp", 0))):
                 raise EntraError(
-                    401, "invalid_client", 700027,
+                    401,
+                    "invalid_client",
+                    700027,
                     "Client assertion failed validation. [Reason - The assertion's 'jti' "
                     f"'{jti}' has already been used; client assertions are single-use (replay "
                     "detected).] " + CERT_DOCS,
@@ -395,7 +463,9 @@ class EntraService:
             self._check_federated_assertion(assertion, app)
             return "2"
         raise EntraError(
-            401, "invalid_client", 700027,
+            401,
+            "invalid_client",
+            700027,
             "Client assertion failed signature validation. [Reason - The key was not found., "
             "The assertion header has neither 'x5t#S256' nor 'x5t' and its issuer is not a "
             "trusted federated issuer.] " + CERT_DOCS,
@@ -420,7 +490,9 @@ class EntraService:
         if key is None:
             shown = _thumbprint_hex(thumbprint)
             raise EntraError(
-                401, "invalid_client", 700027,
+                401,
+                "invalid_client",
+                700027,
                 "The certificate with identifier used to sign the client assertion is not "
                 "registered on application. [Reason - The key was not found., Thumbprint of key "
                 f"used by client: '{shown}', Please visit the Azure Portal, Graph Explorer or "
@@ -429,7 +501,9 @@ class EntraService:
         now = self.state.clock()
         if not key.not_before <= now <= key.not_after:
             raise EntraError(
-                401, "invalid_client", 7000274,
+                401,
+                "invalid_client",
+                7000274,
                 "Key was found, but the certificate used to sign the client assertion is not "
                 f"within its validity period (valid from {_iso(key.not_before)} to "
                 f"{_iso(key.not_after)}). Thumbprint of key used by client: "
@@ -439,7 +513,9 @@ class EntraService:
             verify_rsa_signature(key.public_key, str(header.get("alg")), signing_input, signature)
         except InvalidToken:
             raise EntraError(
-                401, "invalid_client", 700027,
+                401,
+                "invalid_client",
+                700027,
                 "Client assertion failed signature validation. [Reason - The provided signature "
                 "value did not match the expected signature value., Thumbprint of key used by "
                 f"client: '{key.thumbprint_hex}', Found key 'Start={_iso(key.not_before)}, "
@@ -452,18 +528,26 @@ class EntraService:
         iss, sub = claims.get("iss"), claims.get("sub")
         if iss != app.client_id:
             raise EntraError(
-                401, "invalid_client", 700021,
+                401,
+                "invalid_client",
+                700021,
                 "Client assertion application identifier doesn't match 'client_id' parameter. "
                 + CERT_DOCS,
             )
         if sub != iss:
-            raise EntraError(401, "invalid_client", 50048,
-                             "Subject mismatches Issuer claim in the client assertion.")
+            raise EntraError(
+                401,
+                "invalid_client",
+                50048,
+                "Subject mismatches Issuer claim in the client assertion.",
+            )
         aud = claims.get("aud")
         if isinstance(aud, list):
             if len(aud) != 1:
                 raise EntraError(
-                    401, "invalid_client", 5002741,
+                    401,
+                    "invalid_client",
+                    5002741,
                     "Number of audience values in the provided client credential exceed maximum "
                     f"allowed. {len(aud)} audience values provided, maximum allowed is 1.",
                 )
@@ -475,7 +559,9 @@ class EntraService:
         }
         if not isinstance(aud, str) or aud.lower() not in accepted:
             raise EntraError(
-                401, "invalid_client", 700023,
+                401,
+                "invalid_client",
+                700023,
                 "Client assertion audience claim does not match Realm issuer. " + CERT_DOCS,
             )
         self._check_times(claims, require_short_lifetime=True)
@@ -487,7 +573,9 @@ class EntraService:
             nbf = float(claims.get("nbf", claims.get("iat", now)))
         except (KeyError, TypeError, ValueError):
             raise EntraError(
-                401, "invalid_client", 50027,
+                401,
+                "invalid_client",
+                50027,
                 "JWT token is invalid or malformed. The client assertion must contain a numeric "
                 "'exp' claim.",
             ) from None
@@ -497,13 +585,18 @@ class EntraService:
         )
         if exp <= now - CLOCK_SKEW or nbf > now + CLOCK_SKEW:
             raise EntraError(
-                401, "invalid_client", 700024,
+                401,
+                "invalid_client",
+                700024,
                 "Client assertion is not within its valid time range. " + valid_range + CERT_DOCS,
             )
         if require_short_lifetime and exp - nbf > MAX_ASSERTION_LIFETIME + 60:
             raise EntraError(
-                401, "invalid_client", 700024,
-                "Client assertion is not within its valid time range. " + valid_range
+                401,
+                "invalid_client",
+                700024,
+                "Client assertion is not within its valid time range. "
+                + valid_range
                 + f"The assertion's lifetime exceeds {int(MAX_ASSERTION_LIFETIME)} seconds. "
                 + CERT_DOCS,
             )
@@ -514,13 +607,17 @@ class EntraService:
             _, claims = issuer.verify_signature(assertion)
         except InvalidToken as exc:
             raise EntraError(
-                401, "invalid_client", 700027,
+                401,
+                "invalid_client",
+                700027,
                 f"Client assertion failed signature validation. [Reason - {exc}]",
             ) from None
         self._check_times(claims, require_short_lifetime=False)
         if issuer.is_revoked(claims):
             raise EntraError(
-                401, "invalid_client", 700024,
+                401,
+                "invalid_client",
+                700024,
                 "Client assertion is not within its valid time range. The presented token was "
                 "revoked. " + FIC_DOCS,
             )
@@ -528,20 +625,26 @@ class EntraService:
         matching_issuer = [c for c in app.federated_credentials if c.issuer == iss]
         if not matching_issuer:
             raise EntraError(
-                401, "invalid_client", 700211,
+                401,
+                "invalid_client",
+                700211,
                 f"No matching federated identity record found for presented assertion issuer "
                 f"'{iss}'. " + FIC_DOCS,
             )
         matching_subject = [c for c in matching_issuer if c.subject == sub]
         if not matching_subject:
             raise EntraError(
-                401, "invalid_client", 700213,
+                401,
+                "invalid_client",
+                700213,
                 f"No matching federated identity record found for presented assertion subject "
                 f"'{sub}'. " + FIC_DOCS,
             )
         if not any(aud in c.audiences for c in matching_subject):
             raise EntraError(
-                401, "invalid_client", 700212,
+                401,
+                "invalid_client",
+                700212,
                 f"No matching federated identity record found for presented assertion audience "
                 f"'{aud}'. " + FIC_DOCS,
             )
@@ -549,7 +652,9 @@ class EntraService:
 
 def _app_not_found(client_id: str, tenant: Tenant) -> EntraError:
     return EntraError(
-        400, "unauthorized_client", 700016,
+        400,
+        "unauthorized_client",
+        700016,
         f"Application with identifier '{client_id}' was not found in the directory "
         f"'{tenant.display_name}'. This can happen if the application has not been installed by "
         "the administrator of the tenant or consented to by any user in the tenant. You may "
@@ -562,14 +667,18 @@ def _resource_from_scope(scope: str) -> str:
     defaults = [s for s in scopes if s.endswith("/.default")]
     if len(defaults) > 1:
         raise EntraError(
-            400, "invalid_scope", 700022,
+            400,
+            "invalid_scope",
+            700022,
             f"The provided value for the input parameter scope '{scope}' isn't valid because it "
             "contains more than one resource. Client credential flows must request a single "
             "static scope: <resource>/.default.",
         )
     if len(scopes) != 1 or len(defaults) != 1 or scopes[0] == "/.default":
         raise EntraError(
-            400, "invalid_scope", 1002012,
+            400,
+            "invalid_scope",
+            1002012,
             f"The provided value for scope {scope} is not valid. Client credential flows must "
             "have a scope value with /.default suffixed to the resource identifier "
             "(application ID URI).",

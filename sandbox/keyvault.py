@@ -72,7 +72,8 @@ def _not_found(kind: str, code: str, name: str, version: str | None) -> VaultErr
     ident = f"{name}/{version}" if version else name
     article = "An" if kind[0] in "aeiou" else "A"
     return VaultError(
-        404, code,
+        404,
+        code,
         f"{article} {kind} with (name/id) {ident} was not found in this key vault."
         + NOT_FOUND_HELP.format(kind=kind),
     )
@@ -112,18 +113,17 @@ class KeyVaultService:
         state = self.state
         state.count("kv.requests", f"kv.requests.{operation}")
         if not request.query_params.get("api-version"):
-            raise VaultError(400, "BadParameter",
-                             "The 'api-version' query parameter is missing.")
+            raise VaultError(400, "BadParameter", "The 'api-version' query parameter is missing.")
         tenant = state.vault_tenant_id or "common"
-        challenge = (
-            f'Bearer authorization="{state.url}/{tenant}", resource="{KEY_VAULT_RESOURCE}"'
-        )
+        challenge = f'Bearer authorization="{state.url}/{tenant}", resource="{KEY_VAULT_RESOURCE}"'
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             state.count("kv.challenges")
             raise VaultError(
-                401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.",
+                401,
+                "Unauthorized",
+                "AKV10000: Request is missing a Bearer or PoP token.",
                 headers={"WWW-Authenticate": challenge},
             )
         token = token.strip()
@@ -136,12 +136,17 @@ class KeyVaultService:
         except TokenRevoked:
             state.count("kv.challenges")
             claims_challenge = json.dumps(
-                {"access_token": {"nbf": {"essential": True,
-                                          "value": str(int(state.issuer.revoked_before))}}}
+                {
+                    "access_token": {
+                        "nbf": {"essential": True, "value": str(int(state.issuer.revoked_before))}
+                    }
+                }
             )
             encoded = base64.b64encode(claims_challenge.encode()).decode("ascii")
             raise VaultError(
-                401, "Unauthorized", "AKV10050: The token has been revoked.",
+                401,
+                "Unauthorized",
+                "AKV10050: The token has been revoked.",
                 headers={
                     "WWW-Authenticate": (
                         f'Bearer authorization="{state.url}/{tenant}", '
@@ -153,7 +158,9 @@ class KeyVaultService:
         except InvalidToken as exc:
             state.count("kv.challenges")
             raise VaultError(
-                401, "Unauthorized", f"AKV10022: Token validation failed: {exc}.",
+                401,
+                "Unauthorized",
+                f"AKV10022: Token validation failed: {exc}.",
                 headers={"WWW-Authenticate": challenge},
             ) from None
         oid = str(claims.get("oid", ""))
@@ -161,7 +168,8 @@ class KeyVaultService:
             state.count("kv.forbidden")
             logger.info("key vault: %s denied to oid=%s (%s)", operation, oid, action)
             raise VaultError(
-                403, "Forbidden",
+                403,
+                "Forbidden",
                 "Caller is not authorized to perform action on resource.\r\n"
                 "If role assignments, deny assignments or role definitions were changed "
                 "recently, please observe propagation time.\r\n"
@@ -184,28 +192,38 @@ class KeyVaultService:
             return exc.response()
         return result
 
-    def _attributes(self, enabled: bool, nbf: int | None, exp: int | None, created: int,
-                    updated: int) -> dict[str, Any]:
+    def _attributes(
+        self, enabled: bool, nbf: int | None, exp: int | None, created: int, updated: int
+    ) -> dict[str, Any]:
         attributes: dict[str, Any] = {"enabled": enabled}
         if nbf is not None:
             attributes["nbf"] = nbf
         if exp is not None:
             attributes["exp"] = exp
         attributes.update(
-            {"created": created, "updated": updated, "recoverableDays": 90,
-             "recoveryLevel": RECOVERY_LEVEL}
+            {
+                "created": created,
+                "updated": updated,
+                "recoverableDays": 90,
+                "recoveryLevel": RECOVERY_LEVEL,
+            }
         )
         return attributes
 
     def _cert_attributes(self, version: CertificateVersion) -> dict[str, Any]:
-        return self._attributes(version.enabled, version.not_before, version.not_after,
-                                version.created, version.updated)
+        return self._attributes(
+            version.enabled, version.not_before, version.not_after, version.created, version.updated
+        )
 
     def _policy(self, base: str, version: CertificateVersion) -> dict[str, Any]:
         return {
             "id": f"{base}/certificates/{version.name}/policy",
-            "key_props": {"exportable": version.exportable, "kty": "RSA", "key_size": 2048,
-                          "reuse_key": False},
+            "key_props": {
+                "exportable": version.exportable,
+                "kty": "RSA",
+                "key_size": 2048,
+                "reuse_key": False,
+            },
             "secret_props": {"contentType": version.content_type},
             "x509_props": {
                 "subject": f"CN={version.name}",
@@ -218,8 +236,7 @@ class KeyVaultService:
                 {"trigger": {"lifetime_percentage": 80}, "action": {"action_type": "AutoRenew"}}
             ],
             "issuer": {"name": "Self"},
-            "attributes": {"enabled": True, "created": version.created,
-                           "updated": version.updated},
+            "attributes": {"enabled": True, "created": version.created, "updated": version.updated},
         }
 
     def _certificate_version(self, name: str, version: str | None) -> CertificateVersion:
@@ -259,8 +276,9 @@ class KeyVaultService:
     async def certificate_policy(self, request: Request) -> Response:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
-            self._authorize(request, "get_certificate_policy", READ_CERTIFICATE,
-                            f"certificates/{name}")
+            self._authorize(
+                request, "get_certificate_policy", READ_CERTIFICATE, f"certificates/{name}"
+            )
             version = self._certificate_version(name, None)
             return JSONResponse(self._policy(self._base(request), version))
 
@@ -269,8 +287,9 @@ class KeyVaultService:
     async def certificate_versions(self, request: Request) -> Response:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
-            self._authorize(request, "list_certificate_versions", READ_CERTIFICATE,
-                            f"certificates/{name}")
+            self._authorize(
+                request, "list_certificate_versions", READ_CERTIFICATE, f"certificates/{name}"
+            )
             versions = self.state.certificate_versions(name)
             if not versions:
                 raise _not_found("certificate", "CertificateNotFound", name, None)
@@ -332,8 +351,9 @@ class KeyVaultService:
         body: dict[str, Any] = {
             "value": secret.value,
             "id": f"{base}/secrets/{secret.name}/{secret.version}",
-            "attributes": self._attributes(secret.enabled, None, None, secret.created,
-                                           secret.updated),
+            "attributes": self._attributes(
+                secret.enabled, None, None, secret.created, secret.updated
+            ),
             "tags": {},
         }
         if secret.content_type:
@@ -391,13 +411,16 @@ class KeyVaultService:
                 alg = str(payload["alg"])
                 digest = b64url_decode(str(payload["value"]))
             except (ValueError, KeyError, TypeError, binascii.Error):
-                raise VaultError(400, "BadParameter",
-                                 "The request body must be JSON with 'alg' and 'value'.") from None
+                raise VaultError(
+                    400, "BadParameter", "The request body must be JSON with 'alg' and 'value'."
+                ) from None
             signature = _sign(version.private_key, alg, digest)
             logger.info("key vault: signed a digest with %s/%s (%s)", name, version.version, alg)
             return JSONResponse(
-                {"kid": f"{self._base(request)}/keys/{name}/{version.version}",
-                 "value": b64url(signature)}
+                {
+                    "kid": f"{self._base(request)}/keys/{name}/{version.version}",
+                    "value": b64url(signature),
+                }
             )
 
         return await self._handle(request, handler)
@@ -408,8 +431,11 @@ def _sign(key: rsa.RSAPrivateKey, alg: str, digest: bytes) -> bytes:
     if alg not in ("RS256", "PS256"):
         raise VaultError(400, "BadParameter", f"Unsupported algorithm for this key: {alg}.")
     if len(digest) != 32:
-        raise VaultError(400, "BadParameter",
-                         f"Invalid digest length {len(digest)} for {alg}; expected 32 bytes.")
+        raise VaultError(
+            400,
+            "BadParameter",
+            f"Invalid digest length {len(digest)} for {alg}; expected 32 bytes.",
+        )
     prehashed = utils.Prehashed(hashes.SHA256())
     if alg == "RS256":
         return key.sign(digest, padding.PKCS1v15(), prehashed)

@@ -110,7 +110,9 @@ class ManagedIdentityService:
         token, exp = state.issuer.issue(claims, state.token_lifetime)
         logger.info(
             "issued managed identity token (identity=%s resource=%s roles=%d)",
-            identity.client_id, resource, len(roles),
+            identity.client_id,
+            resource,
+            len(roles),
         )
         return {
             "access_token": token,
@@ -133,7 +135,5 @@ class ManagedIdentityService:
             found = state.find_managed_identity()
         if found is None:
             what = ", ".join(f"{k}={v}" for k, v in selectors.items()) or "system-assigned"
-            raise ManagedIdentityError(
-                400, f"Unable to load the proper Managed Identity ({what})."
-            )
+            raise ManagedIdentityError(400, f"Unable to load the proper Managed Identity ({what}).")
         return found

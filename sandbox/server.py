@@ -26,10 +26,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from sandbox.ca import SandboxCA
 from sandbox.entra import EntraService
+from sandbox.graph import GraphConfig, GraphService
 from sandbox.keyvault import KeyVaultService
 from sandbox.managed_identity import ManagedIdentityService
 from sandbox.state import SandboxState
@@ -73,8 +74,12 @@ class AdminService:
         # Key generation takes a moment: keep the event loop free.
         version = await asyncio.to_thread(self.state.rotate_certificate, name, register=register)
         return JSONResponse(
-            {"name": name, "version": version.version, "x5t": version.x5t,
-             "x5t#S256": version.x5t_s256}
+            {
+                "name": name,
+                "version": version.version,
+                "x5t": version.x5t,
+                "x5t#S256": version.x5t_s256,
+            }
         )
 
 
@@ -110,12 +115,19 @@ class Sandbox:
         token_lifetime: int = 3600,
         refresh_in: int | None = None,
         port: int = 0,
+        graph_config: GraphConfig | None = None,
     ) -> None:
         self.issuer = TokenIssuer(clock)
         self.state = SandboxState(
             clock, self.issuer, token_lifetime=token_lifetime, refresh_in=refresh_in
         )
-        self.extra_routes: list[BaseRoute] = list(extra_routes)
+        # The Graph-like directory API at /v1.0, its inspection API at /_sandbox/graph.
+        self.graph = GraphService(self.issuer, config=graph_config)
+        self.extra_routes: list[BaseRoute] = [
+            Mount("/v1.0", routes=self.graph.routes()),
+            Mount("/_sandbox/graph", routes=self.graph.admin_routes()),
+            *extra_routes,
+        ]
         self._port = port
         self._ca: SandboxCA | None = None
         self._server: uvicorn.Server | None = None
@@ -248,9 +260,7 @@ class Sandbox:
                 for task in pending:
                     task.cancel()
                 if pending:
-                    loop.run_until_complete(
-                        asyncio.gather(*pending, return_exceptions=True)
-                    )
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()

@@ -287,7 +287,9 @@ class SandboxState:
             Resource(GRAPH_RESOURCE, GRAPH_APP_ID, "Microsoft Graph", GRAPH_APP_ROLES),
             Resource(KEY_VAULT_RESOURCE, KEY_VAULT_APP_ID, "Azure Key Vault", frozenset()),
             Resource(
-                TOKEN_EXCHANGE_RESOURCE, TOKEN_EXCHANGE_APP_ID, "AzureADTokenExchange",
+                TOKEN_EXCHANGE_RESOURCE,
+                TOKEN_EXCHANGE_APP_ID,
+                "AzureADTokenExchange",
                 frozenset(),
             ),
         ):
@@ -559,9 +561,15 @@ class SandboxState:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=True,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -609,8 +617,9 @@ class SandboxState:
             self.certificates.setdefault(name, []).append(version)
             if register_with_app is not None:
                 self.register_app_certificate(register_with_app, certificate)
-        logger.info("certificate %s: new version %s (exportable=%s)", name, version.version,
-                    exportable)
+        logger.info(
+            "certificate %s: new version %s (exportable=%s)", name, version.version, exportable
+        )
         return version
 
     def certificate_versions(self, name: str) -> list[CertificateVersion]:
@@ -656,9 +665,7 @@ class SandboxState:
         """A new version with the latest version's policy; registered on the same apps."""
         with self._lock:
             latest = self._require_certificate_version(name, None)
-            apps = [
-                app.client_id for app in self.apps.values() if latest.x5t in app.keys
-            ]
+            apps = [app.client_id for app in self.apps.values() if latest.x5t in app.keys]
         new = self.add_certificate_version(
             name, exportable=latest.exportable, content_type=latest.content_type
         )
@@ -821,14 +828,21 @@ class SandboxState:
                 "tenants": [t.tenant_id for t in self.tenants.values()],
                 "apps": [a.client_id for a in self.apps.values()],
                 "managed_identities": [
-                    {"object_id": m.object_id, "client_id": m.client_id,
-                     "system_assigned": m.system_assigned}
+                    {
+                        "object_id": m.object_id,
+                        "client_id": m.client_id,
+                        "system_assigned": m.system_assigned,
+                    }
                     for m in self.managed_identities.values()
                 ],
                 "certificates": {
                     name: [
-                        {"version": v.version, "enabled": v.enabled, "x5t": v.x5t,
-                         "exportable": v.exportable}
+                        {
+                            "version": v.version,
+                            "enabled": v.enabled,
+                            "x5t": v.x5t,
+                            "exportable": v.exportable,
+                        }
                         for v in versions
                     ]
                     for name, versions in self.certificates.items()

@@ -133,8 +133,9 @@ class TokenIssuer:
         header, claims, signing_input, signature = split_jwt(token)
         if header.get("kid") != self.kid:
             raise InvalidToken("token was not signed by a key this issuer publishes")
-        verify_rsa_signature(self._key.public_key(), str(header.get("alg")), signing_input,
-                             signature)
+        verify_rsa_signature(
+            self._key.public_key(), str(header.get("alg")), signing_input, signature
+        )
         return header, claims
 
     def verify(

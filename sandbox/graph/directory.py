@@ -113,9 +113,7 @@ def check_value(kind: str, name: str, value: Any, type_name: str) -> Any:
         ok = isinstance(value, dict)
     elif kind == "datetime" and isinstance(value, str):
         try:
-            value = parse_datetime(value).astimezone(dt.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%SZ"
-            )
+            value = parse_datetime(value).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             ok = True
         except ValueError:
             ok = False

@@ -129,11 +129,17 @@ async def drop_connection(scope: Scope, receive: Receive, send: Send) -> None:
             await asyncio.sleep(0)
         if cycle is not None and hasattr(cycle, "disconnected"):
             cycle.disconnected = True
-        log.info("graph sandbox: connection reset injected (%s %s)", scope.get("method"),
-                 scope.get("path"))
+        log.info(
+            "graph sandbox: connection reset injected (%s %s)",
+            scope.get("method"),
+            scope.get("path"),
+        )
         return
-    log.info("graph sandbox: connection drop injected by aborting the response (%s %s)",
-             scope.get("method"), scope.get("path"))
+    log.info(
+        "graph sandbox: connection drop injected by aborting the response (%s %s)",
+        scope.get("method"),
+        scope.get("path"),
+    )
     await send({"type": "http.response.start", "status": 200, "headers": []})
     raise ConnectionDropped("sandbox fault: connection dropped")
 
@@ -143,4 +149,3 @@ class DropConnectionResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await drop_connection(scope, receive, send)
-

@@ -98,7 +98,12 @@ class GraphStats:
             throttled_at, retry_after = pending
             self.retries.append(
                 RetryEvent(
-                    key[0], key[1], key[2], throttled_at, retry_after, now,
+                    key[0],
+                    key[1],
+                    key[2],
+                    throttled_at,
+                    retry_after,
+                    now,
                     early=(now - throttled_at) < retry_after - 1e-9,
                 )
             )

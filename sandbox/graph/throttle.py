@@ -147,8 +147,9 @@ class Throttler:
         pairs = [(charge, self.bucket(charge, now)) for charge in charges]
         refused = [(c, b) for c, b in pairs if b.level < c.cost]
         for charge, bucket in pairs:  # charged either way: throttled requests keep counting
-            bucket.level = max(-self.config.max_debt_buckets * bucket.limit,
-                               bucket.level - charge.cost)
+            bucket.level = max(
+                -self.config.max_debt_buckets * bucket.limit, bucket.level - charge.cost
+            )
         used = max((b.used_fraction() for _, b in pairs), default=0.0)
         if not refused:
             return Decision(True, used_fraction=used)
