@@ -260,6 +260,7 @@ class _Run:
         self.in_flight_items = 0
         self.start = self.clock()
         self.counts = {Outcome.SUCCEEDED: 0, Outcome.FAILED: 0, Outcome.GAVE_UP: 0}
+        self.held: list[_Op] | None = None  # failures whose cascade waits (see _settle_items)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -395,12 +396,12 @@ class _Run:
         free = self.e.concurrency - len(tasks)
         if free <= 0:
             return
-        self.units = [u for u in self.units if u.in_flight or u.active()]
+        self._compact()
         batch_groups: list[list[_Op]] = []
         direct: list[_Op] = []
         room = free * self.e.batch_size
         for unit in self.units:
-            if len(direct) >= free and room <= 0:
+            if len(direct) >= free and (room <= 0 or not self.e.use_batch):
                 break
             active = self._ready(unit, now)
             if active is None:
@@ -433,6 +434,17 @@ class _Run:
             tasks.add(asyncio.ensure_future(coro))
         if launch[:free]:
             self._report()
+
+    def _compact(self) -> None:
+        """Drop settled units (they gather at the front: units are launched in order)."""
+        head = 0
+        units = self.units
+        while head < len(units) and not units[head].in_flight and not units[head].active():
+            head += 1
+        if head:
+            del units[:head]
+        if len(units) > 2 * self.remaining + 64:
+            self.units = [u for u in units if u.in_flight or u.active()]
 
     def _next_wake(self) -> float | None:
         wake: float | None = None
@@ -509,15 +521,23 @@ class _Run:
                 logger.warning("operation %r failed: %s", o.id, error)
             else:
                 logger.warning("operation %r gave up: %s", o.id, error)
-            for dep in o.dependants:
-                if dep.final is None:
-                    self._finalize(
-                        dep,
-                        Outcome.FAILED,
-                        status=424,
-                        error=f"dependency {o.id!r} did not succeed: {error}",
-                        code="failedDependency",
-                    )
+            if self.held is not None:
+                self.held.append(o)
+            else:
+                self._cascade(o)
+
+    def _cascade(self, o: _Op) -> None:
+        """Fail the unsettled dependants of ``o``, which did not succeed."""
+        error = o.final.error if o.final is not None else None
+        for dep in o.dependants:
+            if dep.final is None:
+                self._finalize(
+                    dep,
+                    Outcome.FAILED,
+                    status=424,
+                    error=f"dependency {o.id!r} did not succeed: {error}",
+                    code="failedDependency",
+                )
 
     def _retry(
         self,
@@ -552,19 +572,19 @@ class _Run:
         """No usable answer for ``o``: resend when safe, else report the unknown outcome."""
         if o.final is not None:
             return
-        if unknown and not o.prep.resendable:
-            o.unknown = True
-            if o.prep.op.idempotency is None:
-                self._finalize(
-                    o,
-                    Outcome.FAILED,
-                    status=o.last_status,
-                    error=f"outcome unknown ({reason}); a {o.prep.method} without "
-                    "CreateIdentity is not resent",
-                    code="outcomeUnknown",
-                    outcome_unknown=True,
-                )
-                return
+        if unknown:
+            o.unknown = True  # reported on a final failure: it may have been applied
+        if unknown and not o.prep.resendable and o.prep.op.idempotency is None:
+            self._finalize(
+                o,
+                Outcome.FAILED,
+                status=o.last_status,
+                error=f"outcome unknown ({reason}); a {o.prep.method} without "
+                "CreateIdentity is not resent",
+                code="outcomeUnknown",
+                outcome_unknown=True,
+            )
+            return
         self._retry(o, status=None, error=reason, delay=retry_after)
 
     def _throttle(self, retry_after: float, sent_at: float) -> None:
@@ -851,42 +871,53 @@ class _Run:
         failed_dependency: list[_Op] = []
         throttled: list[_Op] = []
         conflicts: list[tuple[_Op, int, Any]] = []
-        for o in ops:
-            entry = parsed.get(item_of[o.id])
-            if entry is None:
-                self._lost(
-                    o,
-                    f"no response for it in the batch (client-request-id {answer.request_id})",
-                    unknown=True,
-                    retry_after=None,
-                )
-                continue
-            status, headers, body = entry
-            p = _limit_percentage(headers)
-            if p is not None:
-                percentage = p if percentage is None else max(percentage, p)
-            if status == 424:
-                failed_dependency.append(o)
-            elif status == 429:
-                self.stats.items_throttled += 1
-                retry_after = parse_retry_after(headers)
-                wait = (
-                    retry_after
-                    if retry_after is not None
-                    else self.policy.backoff(o.attempts, self.e.rng)
-                )
-                throttle = wait if throttle is None else max(throttle, wait)
-                throttled.append(o)
-                self._retry(
-                    o,
-                    status=429,
-                    error="throttled (HTTP 429)",
-                    delay=wait,
-                    body=body,
-                    code=error_code(body),
-                )
-            else:
-                self._settle_answer(o, status, headers, body, conflicts)
+        missing: list[_Op] = []
+        self.held = []  # answers take precedence over cascades: cascade after settling them
+        try:
+            for o in ops:
+                entry = parsed.get(item_of[o.id])
+                if entry is None:
+                    missing.append(o)
+                    continue
+                status, headers, body = entry
+                p = _limit_percentage(headers)
+                if p is not None:
+                    percentage = p if percentage is None else max(percentage, p)
+                if status == 424:
+                    failed_dependency.append(o)
+                elif status == 429:
+                    self.stats.items_throttled += 1
+                    retry_after = parse_retry_after(headers)
+                    wait = (
+                        retry_after
+                        if retry_after is not None
+                        else self.policy.backoff(o.attempts, self.e.rng)
+                    )
+                    throttle = wait if throttle is None else max(throttle, wait)
+                    throttled.append(o)
+                    self._retry(
+                        o,
+                        status=429,
+                        error="throttled (HTTP 429)",
+                        delay=wait,
+                        body=body,
+                        code=error_code(body),
+                    )
+                else:
+                    self._settle_answer(o, status, headers, body, conflicts)
+        finally:
+            held, self.held = self.held, None
+        # answers first, then cascades of their failures (to operations that are still
+        # unsettled: 424s, unanswered ones), then the unanswered, then the 424s
+        for o in held or []:
+            self._cascade(o)
+        for o in missing:
+            self._lost(
+                o,
+                f"no response for it in the batch (client-request-id {answer.request_id})",
+                unknown=True,
+                retry_after=None,
+            )
         for o in failed_dependency:
             if o.final is None:  # the failed root will be retried: go again with the chain
                 self._retry(o, status=424, error="a dependency failed (HTTP 424)", delay=0.0)

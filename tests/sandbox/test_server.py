@@ -55,10 +55,12 @@ def test_extra_routes_are_served() -> None:
         return JSONResponse({"id": "me"})
 
     with (
-        Sandbox(extra_routes=[Mount("/v1.0", routes=[Route("/me", me)])]) as sandbox,
+        Sandbox(extra_routes=[Mount("/extra", routes=[Route("/me", me)])]) as sandbox,
         httpx.Client(verify=sandbox.client_ssl_context()) as http,
     ):
-        assert http.get(f"{sandbox.url}/v1.0/me").json() == {"id": "me"}
+        assert http.get(f"{sandbox.url}/extra/me").json() == {"id": "me"}
+        # the Graph-like API is always mounted at /v1.0 and wants a token
+        assert http.get(f"{sandbox.url}/v1.0/users").status_code == 401
 
 
 def test_admin_api(fresh: tuple[Sandbox, Seed]) -> None:
