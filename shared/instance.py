@@ -7,6 +7,7 @@ kept for the life of the process. This module is the one place that owns these o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -17,8 +18,30 @@ from azure.core.credentials import TokenCredential
 from shared.auth.credentials import AppCredential, create_app_credential
 from shared.auth.token_cache import TokenCache
 from shared.settings import Settings, load_settings
+from shared.webapi import ApiClient
 
-__all__ = ["Instance", "current_instance", "reset_current_instance"]
+__all__ = ["CachedTokenSource", "Instance", "current_instance", "reset_current_instance"]
+
+
+class CachedTokenSource:
+    """The API client's bearer tokens for one tenant, from the instance's token cache."""
+
+    def __init__(self, cache: TokenCache, tenant: str) -> None:
+        self._cache = cache
+        self.tenant = tenant
+        self._last: str | None = None
+
+    async def __call__(self, *, force_refresh: bool = False) -> str:
+        if force_refresh:
+            # If another caller already replaced the rejected token, that one is returned
+            # without a second request to the token endpoint.
+            token = await self._cache.get_token(
+                self.tenant, force_refresh=True, rejected_token=self._last
+            )
+        else:
+            token = await self._cache.get_token(self.tenant)
+        self._last = token
+        return token
 
 
 class Instance:
@@ -44,9 +67,38 @@ class Instance:
             clock=clock,
         )
 
+        self._clients: dict[tuple[asyncio.AbstractEventLoop, str], ApiClient] = {}
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Instance:
         return cls(load_settings(env))
+
+    def api_client(self, tenant: str | None = None) -> ApiClient:
+        """The API client for ``tenant`` on the running event loop (one per loop and tenant).
+
+        An httpx client must not be shared across event loops, so a new loop (a new test, a
+        new ``asyncio.run``) gets its own; clients of closed loops are dropped.
+        """
+        loop = asyncio.get_running_loop()
+        tenant = (tenant or self.settings.tenant_id).lower()
+        for key in [k for k in self._clients if k[0].is_closed()]:
+            del self._clients[key]
+        client = self._clients.get((loop, tenant))
+        if client is None:
+            # Validates the tenant against the allow-list before anything is built.
+            self.token_cache.check_tenant(tenant)
+            client = ApiClient(
+                self.settings.api_base_url, CachedTokenSource(self.token_cache, tenant)
+            )
+            self._clients[(loop, tenant)] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close this loop's API clients and the credential."""
+        loop = asyncio.get_running_loop()
+        for key in [k for k in self._clients if k[0] is loop]:
+            await self._clients.pop(key).aclose()
+        self.close()
 
     def close(self) -> None:
         self.credential.close()

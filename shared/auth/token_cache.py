@@ -108,6 +108,10 @@ class TokenCache:
             )
         return tenant, scope
 
+    def check_tenant(self, tenant: str) -> str:
+        """Refuse a tenant outside the allow-list (before any request); return it normalised."""
+        return self._key(tenant, None)[0]
+
     async def get_token(
         self,
         tenant: str | None = None,

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.webapi.operations import (
+    Cost,
+    CreateIdentity,
+    Operation,
+    estimate_cost,
+    validate_operations,
+)
+from shared.webapi.urls import BaseUrl
+
+BASE = BaseUrl("https://graph.microsoft.com/v1.0")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "expected"),
+    [
+        ("PATCH", "/users/1", Cost(writes=1, resource_units=1)),
+        ("GET", "/users", Cost(0, 2)),
+        ("GET", "/users?$select=id", Cost(0, 1)),
+        ("GET", "/groups/g/members", Cost(0, 3)),
+        ("GET", "/groups/g/members?$expand=manager", Cost(0, 4)),
+        ("GET", "/organization", Cost(0, 1)),
+        ("GET", "/organization?$select=id", Cost(0, 1)),
+    ],
+)
+def test_estimate_cost(method: str, url: str, expected: Cost) -> None:
+    assert estimate_cost(method, url) == expected
+
+
+def test_valid_operations_are_normalised() -> None:
+    ops = [
+        Operation("a", "get", "users/1"),
+        Operation("b", "PATCH", "https://graph.microsoft.com/v1.0/users/2", body={"x": 1}),
+    ]
+    prepared, errors = validate_operations(ops, BASE)
+    assert errors == {}
+    assert [(p.method, p.url, p.resendable) for p in prepared] == [
+        ("GET", "/users/1", True),
+        ("PATCH", "/users/2", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("op", "message"),
+    [
+        (Operation("x", "GET", "https://evil.example/users"), "refused to send the token"),
+        (Operation("x", "GET", "//evil.example/users"), "scheme-relative"),
+        (Operation("x", "GET", "https://graph.microsoft.com/beta/users"), "outside the base"),
+        (Operation("x", "FETCH", "/users"), "method 'FETCH'"),
+        (Operation("x", "GET", ""), "url is missing"),
+        (Operation("x", "GET", "/users", body={"a": 1}), "body is not allowed with GET"),
+        (Operation("x", "DELETE", "/users/1", body={"a": 1}), "not allowed with DELETE"),
+        (Operation("x", "PUT", "/photo", body=b"raw"), "bytes body needs a Content-Type"),
+        (Operation("x", "GET", "/users", headers={"Authorization": "x"}), "Authorization"),
+        (Operation("x", "GET", "/users\r\nX: y"), "control characters"),
+        (Operation("x", "GET", "/u", depends_on=("x",)), "depends on itself"),
+        (Operation("x", "GET", "/u", depends_on=("nope",)), "unknown operation(s) 'nope'"),
+        (
+            Operation("x", "PATCH", "/u", idempotency=CreateIdentity("/users", "a", "b")),
+            "POST creates only",
+        ),
+        (
+            Operation("x", "POST", "/u", idempotency=CreateIdentity("https://e.x/u", "a", "b")),
+            "refused to send the token",
+        ),
+        (Operation("", "GET", "/users"), "id must be a non-empty string"),
+    ],
+)
+def test_malformed_operation_fails_alone(op: Operation, message: str) -> None:
+    ops = [Operation("ok1", "GET", "/users/1"), op, Operation("ok2", "GET", "/users/2")]
+    prepared, errors = validate_operations(ops, BASE)
+    assert [p.id for p in prepared] == ["ok1", "ok2"]
+    assert list(errors) == [1]
+    assert message in errors[1]
+
+
+def test_duplicate_id_later_fails() -> None:
+    ops = [Operation("a", "GET", "/u/1"), Operation("a", "GET", "/u/2")]
+    prepared, errors = validate_operations(ops, BASE)
+    assert [p.url for p in prepared] == ["/u/1"]
+    assert "duplicate id (first at #0)" in errors[1]
+
+
+def test_cycle_fails_members_and_dependants_only() -> None:
+    ops = [
+        Operation("a", "GET", "/a", depends_on=("b",)),
+        Operation("b", "GET", "/b", depends_on=("a",)),
+        Operation("c", "GET", "/c", depends_on=("a",)),
+        Operation("d", "GET", "/d"),
+    ]
+    prepared, errors = validate_operations(ops, BASE)
+    assert [p.id for p in prepared] == ["d"]
+    assert "cycle" in errors[0]
+    assert "cycle" in errors[1]
+    assert "depends on 'a', which is invalid" in errors[2]
+
+
+def test_dependant_of_invalid_fails_too() -> None:
+    ops = [Operation("a", "BAD", "/a"), Operation("b", "GET", "/b", depends_on=("a",))]
+    _, errors = validate_operations(ops, BASE)
+    assert "depends on 'a', which is invalid and was not sent" in errors[1]
+
+
+def test_create_identity_matching() -> None:
+    ident = CreateIdentity("/users", "userPrincipalName", "Ann@x.com", case_sensitive=False)
+    assert ident.matches({"userPrincipalName": "ann@X.com"})
+    assert not ident.matches({"userPrincipalName": "bob@x.com"})
+    assert not ident.matches("nope")
+    assert not CreateIdentity("/users", "employeeId", "E1").matches({"employeeId": "e1"})

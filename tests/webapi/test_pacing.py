@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.webapi.operations import Cost
+from shared.webapi.pacing import PacingConfig, TenantPacer
+from tests.webapi.fakes import FakeTime
+
+
+def _pacer(time: FakeTime, **kwargs: float) -> TenantPacer:
+    return TenantPacer(PacingConfig(**kwargs), clock=time.clock, sleep=time.sleep)
+
+
+async def test_steady_rate_matches_the_budget_share() -> None:
+    time = FakeTime()
+    pacer = _pacer(time, writes_per_second=20.0, utilization=0.95)
+    start = time.now
+    for _ in range(100):  # 100 batches of 20 writes = 2,000 writes
+        await pacer.acquire(Cost(writes=20, resource_units=20))
+    elapsed = time.now - start
+    rate = 2000 / elapsed
+    assert 0.9 * 20 <= rate <= 20.0  # ≥ 90 % of the budget, never above it
+
+
+async def test_resource_units_also_limit() -> None:
+    time = FakeTime()
+    pacer = _pacer(time, resource_units_per_second=10.0, utilization=1.0)
+    start = time.now
+    for _ in range(50):
+        await pacer.acquire(Cost(writes=0, resource_units=2))
+    assert time.now - start == pytest.approx(9.0, abs=0.5)  # 100 RU at 10/s, minus the burst
+
+
+async def test_throttle_pauses_and_decreases_once_per_round_trip() -> None:
+    time = FakeTime()
+    pacer = _pacer(time, writes_per_second=20.0, utilization=1.0)
+    sent = await pacer.acquire(Cost(1, 1))
+    pacer.throttled(3.5, sent_at=sent)
+    pacer.throttled(1.0, sent_at=sent)  # same round trip: no second decrease
+    assert pacer.fraction == pytest.approx(0.7)
+    assert pacer.paused_until == pytest.approx(time.now + 3.5)
+    before = time.now
+    await pacer.acquire(Cost(1, 1))
+    assert time.now - before >= 3.5  # nobody goes before the largest Retry-After
+    later = await pacer.acquire(Cost(1, 1))
+    pacer.throttled(0.0, sent_at=later)  # a request sent after the decrease: decrease again
+    assert pacer.fraction == pytest.approx(0.49)
+
+
+async def test_additive_increase_up_to_the_ceiling_only() -> None:
+    time = FakeTime()
+    pacer = _pacer(time, utilization=0.9, increase_step=0.05)
+    pacer.throttled(0.0)
+    assert pacer.fraction == pytest.approx(0.63)
+    for _ in range(3):
+        pacer.answered()
+    assert pacer.fraction == pytest.approx(0.78)
+    for _ in range(20):
+        pacer.answered()
+    assert pacer.fraction == pytest.approx(0.9)  # never above the configured share
+
+
+async def test_limit_percentage_holds_then_slows() -> None:
+    time = FakeTime()
+    pacer = _pacer(time, utilization=1.0)
+    pacer.throttled(0.0)
+    f = pacer.fraction
+    pacer.answered(limit_percentage=92.0)
+    assert pacer.fraction == f  # close to a limit: no increase
+    pacer.answered(limit_percentage=99.0)
+    assert pacer.fraction == pytest.approx(f * 0.95)
+
+
+async def test_rate_never_below_the_floor() -> None:
+    pacer = _pacer(FakeTime(), min_fraction=0.1)
+    for _ in range(50):
+        pacer.throttled(0.0)
+    assert pacer.fraction == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"writes_per_second": 0.0}, "rates must be positive"),
+        ({"utilization": 1.5}, "utilization"),
+        ({"decrease_factor": 1.0}, "decrease_factor"),
+        ({"min_fraction": 0.0}, "min_fraction"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PacingConfig(**kwargs)
