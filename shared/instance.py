@@ -84,7 +84,7 @@ class Instance:
         for key in [k for k in self._clients if k[0].is_closed()]:
             del self._clients[key]
         client = self._clients.get((loop, tenant))
-        if client is None:
+        if client is None or client.is_closed:
             # Validates the tenant against the allow-list before anything is built.
             self.token_cache.check_tenant(tenant)
             client = ApiClient(

@@ -1052,6 +1052,12 @@ class GraphApi:
             raise bad_request("Property '@odata.id' value is required but is empty or missing.")
         member_id = self.ref_id(ref)
         tenant = self.tenant(caller)
+        if "/users/" in ref.lower():
+            # .../users/{id or userPrincipalName}: resolves like GET /users/{key} does, so a
+            # batch can add a user it creates in the same batch (dependsOn) by UPN.
+            user = tenant.find_user(member_id)
+            if user is not None:
+                member_id = user["id"]
         tenant.add_member(tenant.get_group(args[0])["id"], member_id)
         self.stats.member_adds[f"{caller.tenant}/{args[0]}/{member_id}"] += 1
         return Result(204)

@@ -148,6 +148,7 @@ class GraphService:
         root_path = request.scope.get("root_path", "")
         api_base = f"{request.url.scheme}://{request.url.netloc}{root_path}"
         raw = await request.body()
+        throttled_before = len(stats.throttle_events)
         if batch:
             response = await self.run_batch(
                 request, raw, caller, api_base, request_id, client_request_id, base_headers
@@ -163,6 +164,9 @@ class GraphService:
         if faults.reset_after():
             stats.faults["reset_after_apply"] += 1
             stats.top_level_statuses[0] += 1
+            # The client never sees this response's Retry-After values: a resend of an item
+            # throttled here is not "early".
+            stats.forget_throttles(stats.throttle_events[throttled_before:])
             return DropResponse()
         stats.top_level_statuses[response.status_code] += 1
         log.debug(
@@ -234,6 +238,7 @@ class GraphService:
                 base_headers,
             )
         self.stats.batch_items += len(items)
+        self.stats.batch_sizes.append(len(items))
         results: dict[str, Result] = {}
         per_item = self.faults.config.latency_per_item
         for item in self.execution_order(items):

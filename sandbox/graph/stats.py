@@ -57,6 +57,7 @@ class GraphStats:
     requests: int = 0  # top-level HTTP requests that reached the API (incl. $batch POSTs)
     batch_requests: int = 0
     batch_items: int = 0
+    batch_sizes: list[int] = field(default_factory=list)  # items per $batch, in arrival order
     operations: int = 0  # top-level non-batch requests + batch items
     statuses: Counter[int] = field(default_factory=Counter)  # per operation
     top_level_statuses: Counter[int] = field(default_factory=Counter)  # per HTTP response
@@ -115,6 +116,13 @@ class GraphStats:
         self.throttled_by_bucket[event.bucket] += 1
         self.throttle_events.append(event)
         self.pending_throttled[key] = (event.at, header_seconds)
+
+    def forget_throttles(self, events: list[ThrottleEvent]) -> None:
+        """Throttles whose response never reached the client (connection dropped)."""
+        times = {e.at for e in events}
+        for key, (at, _) in list(self.pending_throttled.items()):
+            if at in times:
+                del self.pending_throttled[key]
 
     def summary(self) -> dict[str, Any]:
         return {

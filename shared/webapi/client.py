@@ -91,8 +91,15 @@ class ApiClient:
             )
         self._token_source = token_source
         self._transport = transport
-        self._verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        # verify=True trusts the system CAs (certifi), or the bundle named by SSL_CERT_FILE /
+        # SSL_CERT_DIR as httpx does; the client itself ignores other environment settings
+        # (trust_env=False: no proxy or .netrc credentials picked up from the environment).
+        self._verify: ssl.SSLContext = (
+            ssl.create_default_context(cafile=verify)
+            if isinstance(verify, str)
+            else verify
+            if isinstance(verify, ssl.SSLContext)
+            else httpx.create_ssl_context(trust_env=True)
         )
         self._http2 = http2
         self._limits = limits or _DEFAULT_LIMITS
@@ -154,6 +161,11 @@ class ApiClient:
             )
             self._loop = loop
         return self._client
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`aclose` ran (``async with`` closes on exit)."""
+        return self._closed
 
     # -- requests ---------------------------------------------------------------------
 

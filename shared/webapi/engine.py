@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 _TRANSIENT_5XX = frozenset({500, 502, 503, 504})
 _NO_RETRY = RetryPolicy.never()
+
+
+MAX_THROTTLED_SENDS = 50  # per operation; the run's time bound usually ends it first
 
 
 @dataclass
@@ -138,6 +142,7 @@ class _Op:
         "last_status",
         "not_before",
         "prep",
+        "throttles",
         "unit",
         "unknown",
     )
@@ -145,6 +150,7 @@ class _Op:
     def __init__(self, prep: Prepared) -> None:
         self.prep = prep
         self.attempts = 0
+        self.throttles = 0  # sends answered 429: bounded by time and MAX_THROTTLED_SENDS
         self.final: Result | None = None
         self.not_before = 0.0
         self.unknown = False
@@ -399,7 +405,8 @@ class _Run:
         self._compact()
         batch_groups: list[list[_Op]] = []
         direct: list[_Op] = []
-        room = free * self.e.batch_size
+        size = self._batch_size()
+        room = free * size
         for unit in self.units:
             if len(direct) >= free and (room <= 0 or not self.e.use_batch):
                 break
@@ -409,7 +416,7 @@ class _Run:
             if unit.batchable:
                 if room > 0:
                     batch_groups.append(active)
-                    room -= self.e.batch_size if unit.isolate else len(active)
+                    room -= size if unit.isolate else len(active)
             elif len(direct) < free:
                 direct.append(active[0])
 
@@ -419,7 +426,9 @@ class _Run:
                 unit.isolate or (self.e.dependent_batches_alone and len(group) > 1)
             )
 
-        batches = pack(batch_groups, self.e.batch_size, alone=alone, max_batches=free)
+        # a dependency chain always travels whole, even when batches have shrunk
+        size = max([size, *(len(group) for group in batch_groups)])
+        batches = pack(batch_groups, size, alone=alone, max_batches=free)
         launch: list[tuple[int, list[_Op], bool]] = [
             (min(o.prep.index for o in b), b, True) for b in batches
         ]
@@ -434,6 +443,13 @@ class _Run:
             tasks.add(asyncio.ensure_future(coro))
         if launch[:free]:
             self._report()
+
+    def _batch_size(self) -> int:
+        """Batches shrink when the paced write rate is low (after 429s, or a small budget),
+        so one batch fits what the API will take: at most two bursts of writes."""
+        pacer = self.pacer
+        fits = math.ceil(2 * pacer.write_rate * pacer.config.burst_seconds)
+        return max(1, min(self.e.batch_size, fits))
 
     def _compact(self) -> None:
         """Drop settled units (they gather at the front: units are launched in order)."""
@@ -555,7 +571,14 @@ class _Run:
         o.last_status, o.last_error, o.last_body, o.last_code = status, error, body, code
         now = self.clock()
         wait = self.policy.delay(o.attempts, delay, self.e.rng)
-        if not self.policy.allows(o.attempts, now - self.start, wait):
+        if status == 429:
+            # Being throttled is not the operation's fault: a 429 does not use up one of its
+            # attempts (others may share the budget), only time and MAX_THROTTLED_SENDS.
+            o.throttles += 1
+        counted = o.attempts - o.throttles
+        if o.throttles > MAX_THROTTLED_SENDS or not self.policy.allows(
+            counted, now - self.start, wait
+        ):
             self._finalize(
                 o,
                 Outcome.GAVE_UP,

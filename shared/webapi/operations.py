@@ -70,6 +70,13 @@ def estimate_cost(method: str, url: str) -> Cost:
     return Cost(writes=0, resource_units=max(1, units))
 
 
+def is_reference_add(method: str, url: str) -> bool:
+    """``POST …/$ref`` adds a reference (a group member); resent after an unknown outcome it
+    answers "added object references already exist", which counts as done — so it is safe
+    to resend, unlike other POSTs."""
+    return method.upper() == "POST" and urlsplit(url).path.rstrip("/").endswith("/$ref")
+
+
 @dataclass(frozen=True)
 class CreateIdentity:
     """How to recognise an object created by a POST whose outcome was unknown.
@@ -105,7 +112,8 @@ class Operation:
     unless it is bytes (or the headers give a non-JSON Content-Type), then base64 in a batch.
     ``depends_on`` names operations that must succeed first (Graph ``dependsOn``).
     ``idempotency`` makes a POST create safe to resend after an unknown outcome.
-    ``idempotent`` overrides the method's default (POST False, others True).
+    ``idempotent`` overrides the method's default (POST False — except reference adds
+    ``POST …/$ref``, see :func:`is_reference_add` — others True).
     ``cost`` overrides :func:`estimate_cost`.
     """
 
@@ -289,7 +297,8 @@ def validate_operations(
                 method=method,
                 url=url,
                 cost=op.cost or estimate_cost(method, url),
-                resendable=is_idempotent(method, op.idempotent),
+                resendable=is_idempotent(method, op.idempotent)
+                or (op.idempotent is None and is_reference_add(method, url)),
             )
         )
     prepared.sort(key=lambda p: p.index)

@@ -43,7 +43,7 @@ class PacingConfig:
     burst_seconds: float = 1.0
     decrease_factor: float = 0.7
     increase_step: float = 0.05
-    min_fraction: float = 0.05
+    min_fraction: float = 0.01
     hold_percentage: float = 90.0
     slow_percentage: float = 98.0
     slow_factor: float = 0.95

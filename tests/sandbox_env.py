@@ -1,0 +1,53 @@
+"""Running the daemon against a sandbox in tests: settings per mode, platform variables
+scoped to one test, and the counters the sandbox keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from sandbox.graph import GraphConfig
+from sandbox.seed import PLATFORM_SETTING_NAMES, Seed, seed_default, settings_for
+from sandbox.server import Sandbox
+from tests.conftest import register_secret_source
+
+GRAPH = "https://graph.microsoft.com"
+
+
+class Env:
+    """A sandbox, its seed, and the app settings for a mode (platform variables scoped)."""
+
+    def __init__(self, sandbox: Sandbox, seed: Seed, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sandbox = sandbox
+        self.seed = seed
+        self.state = sandbox.state
+        self.graph = sandbox.graph
+        self._monkeypatch = monkeypatch
+
+    def settings(self, mode: str, **overrides: str) -> dict[str, str]:
+        values = settings_for(self.seed, self.sandbox, mode)
+        # IDENTITY_ENDPOINT/HEADER and the CA bundle are read by the SDKs from os.environ:
+        # set them for this test only (monkeypatch undoes it).
+        for name in PLATFORM_SETTING_NAMES:
+            if name in values:
+                self._monkeypatch.setenv(name, values[name])
+        values.update(overrides)
+        return values
+
+    def endpoint_hits(self, mode: str) -> int:
+        """Requests for a Graph token at the endpoint the mode uses."""
+        if mode == "managed-identity":
+            return self.state.counter(f"mi.requests.resource.{GRAPH}")
+        return self.state.counter(f"token_requests.scope.{GRAPH}/.default")
+
+
+@contextmanager
+def running_sandbox(graph_config: GraphConfig | None = None) -> Iterator[tuple[Sandbox, Seed]]:
+    sandbox = Sandbox(graph_config=graph_config).start()
+    register_secret_source(sandbox.state.secret_values)
+    try:
+        yield sandbox, seed_default(sandbox)
+    finally:
+        sandbox.stop()
