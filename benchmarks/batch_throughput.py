@@ -73,6 +73,7 @@ REAL_RU_RATE = _GRAPH.ru_limits[2] / _GRAPH.ru_window  # 800 RU/s (tenant > 500 
 PRODUCT_CONCURRENCY: int = inspect.signature(BatchEngine).parameters["concurrency"].default
 
 CONTENDERS = ("ours", "sequential", "naive", "direct", "sweep")
+OPTIONAL_CONTENDERS = ("overbudget",)  # run only when named with --only
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,11 @@ class Params:
     users: int = 10_000
     operations: int = 10_000
     naive_operations: int = 1_000
-    direct_operations: int = 2_000
-    sweep_operations: int = 2_000
+    direct_operations: int = 1_500
+    sweep_operations: int = 1_500
     sweep: tuple[int, ...] = (1, 2, 8)
+    overbudget_operations: int = 10_000
+    overbudget_factor: float = 2.0  # pacing told the budget is this many times Graph's
     concurrency: int = PRODUCT_CONCURRENCY
     real_latency_base: float = 0.1  # a single request: 0.1–0.3 s
     real_latency_jitter: float = 0.2
@@ -99,11 +102,15 @@ class Params:
         if self.factor <= 0:
             raise ValueError("factor must be positive")
         largest = max(
-            self.operations, self.naive_operations, self.direct_operations, self.sweep_operations
+            self.operations,
+            self.naive_operations,
+            self.direct_operations,
+            self.sweep_operations,
+            self.overbudget_operations if "overbudget" in self.contenders else 0,
         )
         if largest > self.users:
             raise ValueError(f"{largest} operations need at least as many users ({self.users})")
-        unknown = set(self.contenders) - set(CONTENDERS)
+        unknown = set(self.contenders) - set(CONTENDERS) - set(OPTIONAL_CONTENDERS)
         if unknown:
             raise ValueError(f"unknown contender(s): {', '.join(sorted(unknown))}")
 
@@ -127,9 +134,10 @@ class Params:
             "latency_per_item": self.real_latency_per_item / self.factor,
         }
 
-    def pacing(self) -> PacingConfig:
+    def pacing(self, over: float = 1.0) -> PacingConfig:
+        """The budget as ours is told it (``over`` > 1: told more than the API allows)."""
         return PacingConfig(
-            writes_per_second=self.write_rate, resource_units_per_second=self.ru_rate
+            writes_per_second=self.write_rate * over, resource_units_per_second=self.ru_rate * over
         )
 
 
@@ -141,6 +149,7 @@ QUICK = Params(
     direct_operations=300,
     sweep_operations=0,
     sweep=(),
+    overbudget_operations=1_000,
     max_seconds=60.0,
     label="quick",
 )
@@ -236,10 +245,12 @@ class RunOutcome:
 Runner = Callable[[ApiClient, list[Operation], float], Awaitable[RunOutcome]]
 
 
-def engine_runner(params: Params, *, concurrency: int, use_batch: bool = True) -> Runner:
+def engine_runner(
+    params: Params, *, concurrency: int, use_batch: bool = True, over: float = 1.0
+) -> Runner:
     async def run_engine(client: ApiClient, ops: list[Operation], cap: float) -> RunOutcome:
         engine = BatchEngine(
-            client, use_batch=use_batch, concurrency=concurrency, pacing=params.pacing()
+            client, use_batch=use_batch, concurrency=concurrency, pacing=params.pacing(over)
         )
         seen: list[Progress] = []
 
@@ -632,6 +643,17 @@ async def _run_contenders(world: World) -> dict[str, Any]:
             engine_runner(params, concurrency=params.concurrency, use_batch=False),
             "batch",
         )
+    if "overbudget" in params.contenders and params.overbudget_operations:
+        over = params.overbudget_factor
+        contenders["overbudget"] = await measure(
+            world,
+            "overbudget",
+            f"BatchEngine told {over:g}× the real budget (another instance shares it): "
+            "must adapt to 429s",
+            world.operations(params.overbudget_operations, "overbudget"),
+            engine_runner(params, concurrency=params.concurrency, over=over),
+            "batch",
+        )
     out["contenders"] = contenders
     if "sweep" in params.contenders and params.sweep_operations and params.sweep:
         sweep = []
@@ -695,7 +717,7 @@ def _row(name: str, f: dict[str, Any]) -> str:
     tokens = f"{f['token_cache']['token_requests']}/{f['sandbox_identity']['graph_token_requests']}"
     outcome = f"{f['succeeded']}/{f['failed']}/{f['gave_up']}/{f['lost']}"
     return (
-        f"{name:<12} {f['operations']:>6} {outcome:>18} {f['duplicates']:>4} "
+        f"{name:<12.12} {f['operations']:>6} {outcome:>18} {f['duplicates']:>4} "
         f"{f['wall_seconds']:>7.1f} {f['writes_per_second']:>8.1f} "
         f"{f['ratio_to_sustained_rate']:>7.1%} {f['utilization_of_available']:>7.1%} "
         f"{f['item_responses_429']:>6} {f['item_429_percent']:>6.2f}% {f['early_retries']:>5} "
@@ -744,9 +766,7 @@ def render(result: dict[str, Any]) -> str:
             f"target for ours (≥ 90% of sustained rate, 0 lost, < 2% 429s, 0 duplicates): "
             f"{verdict}" + (f" ({'; '.join(failed)})" if failed else "")
         )
-    lines.append(
-        f"took {result['duration_seconds']:.0f}s (setup {result['setup_seconds']:.0f}s)"
-    )
+    lines.append(f"took {result['duration_seconds']:.0f}s (setup {result['setup_seconds']:.0f}s)")
     return "\n".join(lines)
 
 
@@ -759,7 +779,9 @@ def _parse(argv: Sequence[str] | None) -> tuple[Params, Path, int]:
     parser.add_argument("--operations", type=int, help="operations for ours and sequential")
     parser.add_argument("--concurrency", type=int, help="concurrency for ours")
     parser.add_argument(
-        "--only", help=f"comma-separated contenders among {', '.join(CONTENDERS)}"
+        "--only",
+        help=f"comma-separated contenders among {', '.join(CONTENDERS + OPTIONAL_CONTENDERS)}"
+        f" (default: {', '.join(CONTENDERS)})",
     )
     parser.add_argument("--output", type=Path, help="where to write the JSON")
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -795,8 +817,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     print(render(result))
     print(f"results: {output}")
-    targets = result.get("targets")
-    return 0 if targets is None or targets["met"] else 1
+    # Timings on a shared machine do not fail the command; losing or duplicating does.
+    ours = result.get("contenders", {}).get("ours")
+    return 1 if ours is not None and (ours["lost"] or ours["duplicates"]) else 0
 
 
 if __name__ == "__main__":

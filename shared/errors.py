@@ -20,6 +20,10 @@
         ├── ApiTransportError       no usable answer (connect error, timeout, reset) after the
         │                           bounded retries; says whether the outcome is unknown
         └── MalformedResponseError  the API's answer could not be understood
+    JobError                        a job could not run to the end
+    ├── InvalidMessageError         the queue message can never succeed: logged, completed
+    ├── SafetyLimitError            the plan is implausibly large: aborted, nothing applied
+    └── RetryableJobError           try again later: raised so the host redelivers
 
 Messages name the app setting or the resource and say what was expected. They never contain
 a secret, token, assertion or private key.
@@ -35,6 +39,10 @@ __all__ = [
     "ConfigurationError",
     "CredentialError",
     "DaemonError",
+    "InvalidMessageError",
+    "JobError",
+    "RetryableJobError",
+    "SafetyLimitError",
     "DeltaTokenExpiredError",
     "KeyVaultAccessDeniedError",
     "KeyVaultError",
@@ -140,3 +148,30 @@ class ApiTransportError(ApiError):
 
 class MalformedResponseError(ApiError):
     """The API's answer could not be understood (bad JSON, missing ids, wrong type)."""
+
+
+class JobError(DaemonError):
+    """A job could not run to the end."""
+
+
+class InvalidMessageError(JobError):
+    """A queue message that can never succeed (malformed, unknown job, wrong version, tenant
+    not allowed, payload invalid): it is logged and completed, not retried."""
+
+
+class SafetyLimitError(JobError):
+    """A run planned more changes than DAEMON_MAX_CHANGES_PER_RUN allows; nothing applied."""
+
+    def __init__(self, job: str, planned: int, limit: int) -> None:
+        self.planned = planned
+        self.limit = limit
+        super().__init__(
+            f"{job}: the plan has {planned} changes, more than DAEMON_MAX_CHANGES_PER_RUN="
+            f"{limit}; nothing was applied. Check the input (a bug should not disable "
+            "thousands of accounts), or raise the limit for this run"
+        )
+
+
+class RetryableJobError(JobError):
+    """Part of the work could not be done now (throttling, outages): redeliver the message;
+    the job is idempotent, so what was done is not done twice."""

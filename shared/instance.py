@@ -17,8 +17,10 @@ from azure.core.credentials import TokenCredential
 
 from shared.auth.credentials import AppCredential, create_app_credential
 from shared.auth.token_cache import TokenCache
+from shared.errors import SettingError
 from shared.settings import Settings, load_settings
-from shared.webapi import ApiClient
+from shared.storage import StateStore
+from shared.webapi import ApiClient, BatchEngine, PacingConfig, TenantPacer
 
 __all__ = ["CachedTokenSource", "Instance", "current_instance", "reset_current_instance"]
 
@@ -51,10 +53,12 @@ class Instance:
         self,
         settings: Settings,
         *,
+        store: StateStore | None = None,
         key_vault_credential: TokenCredential | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self._store = store
         self.clock = clock
         self.credential: AppCredential = create_app_credential(
             settings, key_vault_credential=key_vault_credential, clock=clock
@@ -68,10 +72,29 @@ class Instance:
         )
 
         self._clients: dict[tuple[asyncio.AbstractEventLoop, str], ApiClient] = {}
+        self._pacers: dict[tuple[asyncio.AbstractEventLoop, str], TenantPacer] = {}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Instance:
-        return cls(load_settings(env))
+        settings = load_settings(env)
+        store = (
+            StateStore.from_env(env)
+            if env.get("AzureWebJobsStorage")
+            or any(k.startswith("AzureWebJobsStorage__") for k in env)
+            else None
+        )
+        return cls(settings, store=store)
+
+    @property
+    def store(self) -> StateStore:
+        """Durable state (checkpoints, run records) in Table storage on AzureWebJobsStorage."""
+        if self._store is None:
+            raise SettingError(
+                "AzureWebJobsStorage",
+                "is required for jobs (a connection string, UseDevelopmentStorage=true with "
+                "Azurite, or AzureWebJobsStorage__accountName for a managed identity)",
+            )
+        return self._store
 
     def api_client(self, tenant: str | None = None) -> ApiClient:
         """The API client for ``tenant`` on the running event loop (one per loop and tenant).
@@ -93,6 +116,24 @@ class Instance:
             self._clients[(loop, tenant)] = client
         return client
 
+    def batch_engine(self, tenant: str | None = None) -> BatchEngine:
+        """A batch engine for ``tenant``; all engines of a tenant on this loop share one pacer
+        (the API's budget is per app and tenant)."""
+        client = self.api_client(tenant)
+        loop = asyncio.get_running_loop()
+        key = (loop, (tenant or self.settings.tenant_id).lower())
+        for stale in [k for k in self._pacers if k[0].is_closed()]:
+            del self._pacers[stale]
+        pacer = self._pacers.get(key)
+        if pacer is None:
+            pacer = self._pacers[key] = TenantPacer(
+                PacingConfig(
+                    writes_per_second=self.settings.api_writes_per_second,
+                    resource_units_per_second=self.settings.api_resource_units_per_second,
+                )
+            )
+        return BatchEngine(client, pacer=pacer)
+
     async def aclose(self) -> None:
         """Close this loop's API clients and the credential."""
         loop = asyncio.get_running_loop()
@@ -102,6 +143,8 @@ class Instance:
 
     def close(self) -> None:
         self.credential.close()
+        if self._store is not None:
+            self._store.close()
 
 
 _lock = threading.Lock()

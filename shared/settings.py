@@ -90,7 +90,24 @@ SETTINGS: dict[str, str] = {
     "subject-name/issuer authentication",
     "DAEMON_CERTIFICATE_CHECK_SECONDS": "how often to look for a newer certificate version "
     "in Key Vault (default 3600)",
+    "DAEMON_JOBS_QUEUE": "the storage queue of job messages (default daemon-jobs)",
+    "DAEMON_SWEEP_SCHEDULE": "NCRONTAB schedule of the sweep timer (default every 15 min)",
+    "DAEMON_USER_DOMAIN": "domain of the userPrincipalName of users the provision job creates",
+    "DAEMON_MAX_CHANGES_PER_RUN": "safety limit: a run planning more changes aborts "
+    "(default 1000)",
+    "DAEMON_SWEEP_CHUNK_SIZE": "leavers per queue message when the sweep fans out (default 100)",
+    "DAEMON_OPERATIONS_ALLOWED_METHODS": "methods the operations job may send "
+    "(default GET,PATCH)",
+    "DAEMON_OPERATIONS_ALLOWED_PATHS": "path prefixes the operations job may touch "
+    "(default /users/,/groups/)",
+    "DAEMON_API_WRITES_PER_SECOND": "the API's write budget per app and tenant (Graph: 20)",
+    "DAEMON_API_RESOURCE_UNITS_PER_SECOND": "the API's resource-unit budget per app and tenant "
+    "(Graph: 350 for small tenants, 800 above 500 users)",
 }
+
+DEFAULT_JOBS_QUEUE = "daemon-jobs"
+DEFAULT_SWEEP_SCHEDULE = "0 */15 * * * *"
+_QUEUE_RE = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -115,6 +132,15 @@ class Settings:
     client_secret: str | None
     send_x5c: bool
     certificate_check_seconds: float
+    jobs_queue: str = DEFAULT_JOBS_QUEUE
+    sweep_schedule: str = DEFAULT_SWEEP_SCHEDULE
+    user_domain: str | None = None
+    max_changes_per_run: int = 1000
+    sweep_chunk_size: int = 100
+    operations_allowed_methods: tuple[str, ...] = ("GET", "PATCH")
+    operations_allowed_paths: tuple[str, ...] = ("/users/", "/groups/")
+    api_writes_per_second: float = 20.0
+    api_resource_units_per_second: float = 350.0
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback's locals
         secret = "'***'" if self.client_secret else "None"
@@ -250,6 +276,70 @@ def _scope(name: str, value: str) -> str:
     if "://" in resource and urlsplit(resource).scheme not in ("https", "api"):
         raise SettingError(name, f"{value!r}: the resource must be https:// or api://")
     return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    value = _get(env, name)
+    if value is None:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise SettingError(name, f"{value!r} is not a whole number from 1 to {maximum}")
+    return int(value)
+
+
+def _job_settings(env: Mapping[str, str]) -> dict[str, object]:
+    queue = _get(env, "DAEMON_JOBS_QUEUE") or DEFAULT_JOBS_QUEUE
+    if not _QUEUE_RE.match(queue):
+        raise SettingError(
+            "DAEMON_JOBS_QUEUE",
+            f"{queue!r} is not a storage queue name (3-63 lowercase letters, digits and "
+            "single dashes, starting and ending with a letter or digit)",
+        )
+    schedule = _get(env, "DAEMON_SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE
+    if len(schedule.split()) != 6:
+        raise SettingError(
+            "DAEMON_SWEEP_SCHEDULE",
+            f"{schedule!r} is not an NCRONTAB expression with six fields "
+            "(second minute hour day month day-of-week), such as '0 */15 * * * *'",
+        )
+    domain = _get(env, "DAEMON_USER_DOMAIN")
+    if domain is not None and not _DOMAIN_RE.match(domain.lower()):
+        raise SettingError("DAEMON_USER_DOMAIN", f"{domain!r} is not a domain name")
+    methods = tuple(
+        m.strip().upper()
+        for m in (_get(env, "DAEMON_OPERATIONS_ALLOWED_METHODS") or "GET,PATCH").split(",")
+        if m.strip()
+    )
+    for method in methods:
+        if method not in {"GET", "POST", "PATCH", "PUT", "DELETE"}:
+            raise SettingError(
+                "DAEMON_OPERATIONS_ALLOWED_METHODS",
+                f"{method!r} is not one of GET, POST, PATCH, PUT, DELETE",
+            )
+    paths = tuple(
+        p.strip()
+        for p in (_get(env, "DAEMON_OPERATIONS_ALLOWED_PATHS") or "/users/,/groups/").split(",")
+        if p.strip()
+    )
+    for path in paths:
+        if not path.startswith("/") or "://" in path or ".." in path:
+            raise SettingError(
+                "DAEMON_OPERATIONS_ALLOWED_PATHS",
+                f"{path!r} must be a relative path prefix starting with '/' such as '/users/'",
+            )
+    return {
+        "jobs_queue": queue,
+        "sweep_schedule": schedule,
+        "user_domain": domain.lower() if domain else None,
+        "max_changes_per_run": _positive_int(env, "DAEMON_MAX_CHANGES_PER_RUN", 1000, 1_000_000),
+        "sweep_chunk_size": _positive_int(env, "DAEMON_SWEEP_CHUNK_SIZE", 100, 1000),
+        "operations_allowed_methods": methods,
+        "operations_allowed_paths": paths,
+        "api_writes_per_second": _positive_number(env, "DAEMON_API_WRITES_PER_SECOND", 20.0),
+        "api_resource_units_per_second": _positive_number(
+            env, "DAEMON_API_RESOURCE_UNITS_PER_SECOND", 350.0
+        ),
+    }
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

@@ -489,7 +489,10 @@ class GraphApi:
         expand = options.get("$expand")
         if expand is None:
             return None
-        if expand.strip() != "memberOf":
+        # memberOf, optionally with nested options such as memberOf($select=id)
+        if expand.strip().split("(", 1)[0] != "memberOf" or (
+            "(" in expand and not expand.strip().endswith(")")
+        ):
             raise GraphError(
                 400,
                 "BadRequest",

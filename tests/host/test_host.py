@@ -291,6 +291,11 @@ async def test_unknown_functions_and_queues(env: dict[str, str]) -> None:
 
 
 def test_the_project_app_loads(env: dict[str, str]) -> None:
+    import importlib
+
+    import function_app
+
+    importlib.reload(function_app)  # a fresh app object: get_functions() works once per app
     host = FunctionsHost(env)  # function_app.app and the project's host.json
     assert host.functions
     assert all(

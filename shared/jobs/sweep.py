@@ -1,0 +1,151 @@
+"""``sweep``: the timer's job. An incremental scan of the directory with the delta query,
+and the built-in leaver policy: enabled accounts whose employeeLeaveDateTime has passed are
+disabled and their sessions revoked.
+
+The timer only *plans*: it runs the delta query from the checkpointed deltaLink (a full scan
+the first time, or when the link expired), and fans the leavers out to the jobs queue as
+``provision`` messages in chunks, so no invocation runs past functionTimeout however large
+the directory. Queue workers apply them.
+
+Delta reports changes only, so a leave date that passes later is remembered: accounts with a
+future leave date are kept in a watch list in the checkpoint. A leaver stays on the list
+until a later delta round shows it disabled; if it is still enabled an hour after it was
+enqueued (a lost message, a crash between planning and the queue write), it is enqueued
+again. Applying a leaver twice changes nothing, so the sweep is resumable at any point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import DeltaTokenExpiredError, SafetyLimitError
+from shared.instance import Instance
+from shared.jobs.envelope import JobMessage
+from shared.storage import Checkpoint, StateStore
+from shared.webapi import DeltaResult
+
+__all__ = ["SWEEP_SELECT", "SweepPlan", "commit_sweep", "plan_sweep"]
+
+logger = logging.getLogger(__name__)
+
+SWEEP_SELECT = "id,userPrincipalName,employeeId,accountEnabled,employeeLeaveDateTime"
+REENQUEUE_AFTER = 3600.0  # seconds: a leaver still enabled this long after enqueueing
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        logger.warning("sweep: ignoring malformed employeeLeaveDateTime %r", value[:40])
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+@dataclass
+class SweepPlan:
+    tenant: str
+    run_id: str
+    checkpoint: Checkpoint
+    messages: list[JobMessage] = field(default_factory=list)
+    due: list[str] = field(default_factory=list)
+    scanned: int = 0
+    full_scan: bool = False
+    watched: int = 0
+
+    @property
+    def changes(self) -> int:
+        return 2 * len(self.due)  # disable + revoke per leaver
+
+
+async def plan_sweep(
+    instance: Instance, store: StateStore, tenant: str, *, now: float
+) -> SweepPlan:
+    """Run the delta round and decide which leavers to fan out (nothing is written yet)."""
+    settings = instance.settings
+    client = instance.api_client(tenant)
+    previous = await store.get_checkpoint("sweep", tenant)
+    result: DeltaResult | None = None
+    full = previous is None or not previous.delta_link
+    if not full and previous is not None:
+        try:
+            result = await client.delta("/users/delta", previous.delta_link)
+        except DeltaTokenExpiredError:
+            logger.warning("sweep: the delta link for tenant %s expired; full scan", tenant)
+            full = True
+    if result is None:
+        result = await client.delta("/users/delta", params={"$select": SWEEP_SELECT})
+
+    watch: dict[str, dict[str, float]] = {}
+    if previous is not None and not full:
+        stored = previous.data.get("watch", {})
+        if isinstance(stored, Mapping):
+            watch = {
+                str(k): {"leave": float(v.get("leave", 0)), "enqueued": float(v.get("enqueued", 0))}
+                for k, v in stored.items()
+                if isinstance(v, Mapping)
+            }
+    for item in result.items:
+        uid = item.get("id")
+        if not isinstance(uid, str):
+            continue
+        leave = _timestamp(item.get("employeeLeaveDateTime"))
+        if "@removed" in item or item.get("accountEnabled") is False or leave is None:
+            watch.pop(uid, None)
+            continue
+        entry = watch.get(uid)
+        if entry is None or entry["leave"] != leave:
+            watch[uid] = {"leave": leave, "enqueued": 0.0}
+
+    due = [
+        uid
+        for uid, entry in watch.items()
+        if entry["leave"] <= now
+        and (entry["enqueued"] == 0.0 or now - entry["enqueued"] >= REENQUEUE_AFTER)
+    ]
+    run_id = uuid.uuid4().hex[:12]
+    plan = SweepPlan(
+        tenant=tenant,
+        run_id=run_id,
+        checkpoint=previous or Checkpoint("sweep", tenant),
+        due=due,
+        scanned=len(result.items),
+        full_scan=full,
+        watched=len(watch),
+    )
+    if plan.changes > settings.max_changes_per_run:
+        raise SafetyLimitError("sweep", plan.changes, settings.max_changes_per_run)
+    size = settings.sweep_chunk_size
+    for index in range(0, len(due), size):
+        chunk = due[index : index + size]
+        plan.messages.append(
+            JobMessage.new(
+                "provision",
+                tenant,
+                {"leavers": [{"id": uid} for uid in chunk]},
+                correlation_id=f"sweep-{run_id}-{index // size}",
+            )
+        )
+    for uid in due:
+        watch[uid]["enqueued"] = now
+    plan.checkpoint = dataclasses.replace(
+        plan.checkpoint,
+        delta_link=result.delta_link,
+        phase="planned",
+        data={"watch": watch, "lastRun": run_id},
+    )
+    return plan
+
+
+async def commit_sweep(store: StateStore, plan: SweepPlan) -> None:
+    """Save the new delta link and watch list (after the messages were handed to the host)."""
+    await store.put_checkpoint(plan.checkpoint, force=plan.checkpoint.etag is None)
