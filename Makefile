@@ -3,17 +3,23 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 MODES := managed-identity keyvault-certificate keyvault-signing federated-managed-identity client-secret
 
 .PHONY: demo test lint check bench setup clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+# Azurite (the storage emulator) comes from package.json + package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
 
 # For now the demo runs `doctor` in every auth mode against the offline sandbox.
 demo: $(STAMP)
@@ -22,7 +28,7 @@ demo: $(STAMP)
 	  $(PY) -m sandbox exec --auth-mode $$mode -- $(PY) -m shared doctor; \
 	done
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -47,7 +47,7 @@ from sandbox.graph import GraphConfig
 from sandbox.seed import API_SCOPE, PLATFORM_SETTING_NAMES, Seed, seed_default, settings_for
 from sandbox.server import Sandbox
 from shared.errors import DaemonError
-from shared.instance import CachedTokenSource, Instance
+from shared.instance import Instance
 from shared.settings import Settings, load_settings
 from shared.webapi import (
     ApiClient,
@@ -205,17 +205,6 @@ class World:
         graph = self.sandbox.graph
         graph.reset()
         graph.faults.set(**self.params.faults())
-
-    def client(self, instance: Instance) -> ApiClient:
-        """The API client as ``Instance.api_client()`` builds it, plus ``verify`` = the
-        sandbox CA: ``Instance.api_client()`` passes no ``verify`` and ``ApiClient`` sets
-        ``trust_env=False``, so httpx trusts certifi only and ignores ``SSL_CERT_FILE``
-        (see README, "Known issues")."""
-        return ApiClient(
-            self.settings.api_base_url,
-            CachedTokenSource(instance.token_cache, self.tenant),
-            verify=self.sandbox.ca_path,
-        )
 
     def operations(self, n: int, label: str) -> list[Operation]:
         """PATCH ``department`` (a value per contender) on the first ``n`` users."""
@@ -442,7 +431,7 @@ async def measure(
     world.fresh_budget()
     before = world.sandbox.state.counters()
     instance = Instance(world.settings)
-    client = world.client(instance)
+    client = instance.api_client()  # trusts the sandbox CA through SSL_CERT_FILE
     cap = _cap(params, len(ops), kind)
     logger.info("%s: %d operations (cap %.0fs)", name, len(ops), cap)
     start = time.perf_counter()
@@ -450,8 +439,7 @@ async def measure(
         outcome = await runner(client, ops, cap)
     finally:
         wall = time.perf_counter() - start
-        await client.aclose()
-        instance.close()
+        await instance.aclose()
     after = world.sandbox.state.counters()
     stats = graph.stats
 
@@ -522,7 +510,7 @@ async def calibrate(world: World, samples: int = 10) -> dict[str, Any]:
     top of the configured latencies (TLS, HTTP, JSON, sandbox and client in one process)."""
     world.sandbox.graph.reset()  # no faults
     instance = Instance(world.settings)
-    client = world.client(instance)
+    client = instance.api_client()
     ops = world.operations(BATCH_SIZE, "calibration")
     payload = _batch_payload(ops)
     batch: list[float] = []
@@ -537,8 +525,7 @@ async def calibrate(world: World, samples: int = 10) -> dict[str, Any]:
             await client.request(ops[0].method, ops[0].url, json=ops[0].body)
             single.append(time.perf_counter() - sent)
     finally:
-        await client.aclose()
-        instance.close()
+        await instance.aclose()
     return {
         "batch_of_20_ms": round(statistics.median(batch) * 1000, 2),
         "single_patch_ms": round(statistics.median(single) * 1000, 2),
@@ -563,6 +550,8 @@ def _config(params: Params, world: World) -> dict[str, Any]:
         "product_default_concurrency": PRODUCT_CONCURRENCY,
         "ours_concurrency": params.concurrency,
         "auth_mode": AUTH_MODE,
+        "client": "Instance(load_settings(settings_for(...))).api_client(), a fresh Instance "
+        "(cold token cache) and a fresh budget per contender",
         "operation": "PATCH /users/{id} {department}",
         "budget": {
             "real_writes_per_second": REAL_WRITE_RATE,

@@ -93,11 +93,9 @@ SETTINGS: dict[str, str] = {
     "DAEMON_JOBS_QUEUE": "the storage queue of job messages (default daemon-jobs)",
     "DAEMON_SWEEP_SCHEDULE": "NCRONTAB schedule of the sweep timer (default every 15 min)",
     "DAEMON_USER_DOMAIN": "domain of the userPrincipalName of users the provision job creates",
-    "DAEMON_MAX_CHANGES_PER_RUN": "safety limit: a run planning more changes aborts "
-    "(default 1000)",
+    "DAEMON_MAX_CHANGES_PER_RUN": "safety limit: a run planning more changes aborts (default 1000)",
     "DAEMON_SWEEP_CHUNK_SIZE": "leavers per queue message when the sweep fans out (default 100)",
-    "DAEMON_OPERATIONS_ALLOWED_METHODS": "methods the operations job may send "
-    "(default GET,PATCH)",
+    "DAEMON_OPERATIONS_ALLOWED_METHODS": "methods the operations job may send (default GET,PATCH)",
     "DAEMON_OPERATIONS_ALLOWED_PATHS": "path prefixes the operations job may touch "
     "(default /users/,/groups/)",
     "DAEMON_API_WRITES_PER_SECOND": "the API's write budget per app and tenant (Graph: 20)",
@@ -447,4 +445,5 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         client_secret=client_secret,
         send_x5c=_bool(env, "DAEMON_SEND_X5C", False),
         certificate_check_seconds=_positive_number(env, "DAEMON_CERTIFICATE_CHECK_SECONDS", 3600.0),
+        **_job_settings(env),  # type: ignore[arg-type]
     )

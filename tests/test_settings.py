@@ -163,3 +163,53 @@ def test_a_malformed_secret_setting_is_not_echoed() -> None:
             )
         )
     assert secret not in str(caught.value)
+
+
+def test_job_settings() -> None:
+    s = load_settings(
+        base(
+            DAEMON_JOBS_QUEUE="hr-jobs",
+            DAEMON_SWEEP_SCHEDULE="0 0 * * * *",
+            DAEMON_USER_DOMAIN="Contoso.com",
+            DAEMON_MAX_CHANGES_PER_RUN="50",
+            DAEMON_SWEEP_CHUNK_SIZE="10",
+            DAEMON_OPERATIONS_ALLOWED_METHODS="get, patch,POST",
+            DAEMON_OPERATIONS_ALLOWED_PATHS="/users/",
+            DAEMON_API_WRITES_PER_SECOND="5.5",
+            DAEMON_API_RESOURCE_UNITS_PER_SECOND="800",
+        )
+    )
+    assert s.jobs_queue == "hr-jobs"
+    assert s.sweep_schedule == "0 0 * * * *"
+    assert s.user_domain == "contoso.com"
+    assert s.max_changes_per_run == 50
+    assert s.sweep_chunk_size == 10
+    assert s.operations_allowed_methods == ("GET", "PATCH", "POST")
+    assert s.operations_allowed_paths == ("/users/",)
+    assert s.api_writes_per_second == 5.5
+    assert s.api_resource_units_per_second == 800
+    defaults = load_settings(base())
+    assert defaults.jobs_queue == "daemon-jobs"
+    assert defaults.user_domain is None
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "fragment"),
+    [
+        ("DAEMON_JOBS_QUEUE", "Jobs_Queue", "storage queue name"),
+        ("DAEMON_JOBS_QUEUE", "a--b", "storage queue name"),
+        ("DAEMON_SWEEP_SCHEDULE", "*/5 * * * *", "six fields"),
+        ("DAEMON_USER_DOMAIN", "not a domain", "not a domain"),
+        ("DAEMON_MAX_CHANGES_PER_RUN", "0", "whole number"),
+        ("DAEMON_SWEEP_CHUNK_SIZE", "lots", "whole number"),
+        ("DAEMON_OPERATIONS_ALLOWED_METHODS", "GET,TRACE", "'TRACE'"),
+        ("DAEMON_OPERATIONS_ALLOWED_PATHS", "users/", "relative path prefix"),
+        ("DAEMON_OPERATIONS_ALLOWED_PATHS", "/users/../", "relative path prefix"),
+        ("DAEMON_API_WRITES_PER_SECOND", "-1", "greater than 0"),
+    ],
+)
+def test_bad_job_settings(setting: str, value: str, fragment: str) -> None:
+    with pytest.raises(SettingError) as caught:
+        load_settings(base(**{setting: value}))
+    assert caught.value.setting == setting
+    assert fragment in str(caught.value)

@@ -189,11 +189,13 @@ def _references_exist(status: int, body: Any) -> bool:
 
 
 def _limit_percentage(headers: httpx.Headers) -> float | None:
+    """``x-ms-throttle-limit-percentage`` in percent. Graph sends a fraction of the limit
+    (0.8 = 80 %, up to 1.8 while throttled), only above 80 % use."""
     text = headers.get("x-ms-throttle-limit-percentage")
     if text is None:
         return None
     try:
-        return float(text)
+        return float(text) * 100.0
     except ValueError:
         return None
 

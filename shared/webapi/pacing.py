@@ -98,6 +98,7 @@ class TenantPacer:
         self._units.tokens *= self._fraction
         self._paused_until = now
         self._last_decrease = float("-inf")
+        self._last_increase = float("-inf")
         self._lock = asyncio.Lock()
         self.throttle_events = 0
         self.paused_seconds = 0.0
@@ -183,4 +184,9 @@ class TenantPacer:
             return
         if limit_percentage is not None and limit_percentage >= cfg.hold_percentage:
             return
+        # additive increase once per round trip (not per answer): only answers to requests
+        # sent after the last change count
+        if sent_at is not None and sent_at <= max(self._last_increase, self._last_decrease):
+            return
         self._fraction = min(cfg.utilization, self._fraction + cfg.increase_step)
+        self._last_increase = self._clock()

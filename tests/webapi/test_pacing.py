@@ -90,3 +90,34 @@ async def test_rate_never_below_the_floor() -> None:
 def test_config_rejects_bad_values(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PacingConfig(**kwargs)
+
+
+async def test_increase_once_per_round_trip() -> None:
+    time = FakeTime()
+    pacer = _pacer(time, utilization=0.9, increase_step=0.05)
+    sent = await pacer.acquire(Cost(1, 1))
+    pacer.throttled(0.0, sent_at=sent)
+    assert pacer.fraction == pytest.approx(0.63)
+    time.now += 0.1
+    before_answers = await pacer.acquire(Cost(1, 1))
+    # many answers to requests sent in the same round trip: one increase
+    time.now += 0.1
+    for _ in range(10):
+        pacer.answered(sent_at=before_answers)
+    assert pacer.fraction == pytest.approx(0.68)
+    time.now += 0.1
+    after = await pacer.acquire(Cost(1, 1))
+    pacer.answered(sent_at=after)
+    assert pacer.fraction == pytest.approx(0.73)
+
+
+def test_graph_limit_percentage_header_is_a_fraction() -> None:
+    import httpx
+
+    from shared.webapi.engine import _limit_percentage
+
+    assert _limit_percentage(httpx.Headers({"x-ms-throttle-limit-percentage": "0.92"})) == (
+        pytest.approx(92.0)
+    )
+    assert _limit_percentage(httpx.Headers({"x-ms-throttle-limit-percentage": "x"})) is None
+    assert _limit_percentage(httpx.Headers()) is None

@@ -1,0 +1,226 @@
+"""End to end: timer → fan-out → queue workers → the directory as expected, on Azurite and
+the sandbox, through the real functions of function_app.py."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+
+import pytest
+
+from shared.instance import current_instance
+from shared.jobs.envelope import JobMessage
+from tests.jobs.conftest import DOMAIN, Stack
+
+
+def _leaver_counts(stack: Stack) -> dict[str, int]:
+    return dict(stack.graph.stats.user_updates)
+
+
+def _seed_leavers(stack: Stack, users: int, leavers: int) -> list[dict[str, object]]:
+    return stack.graph.directory.seed_users(stack.seed.home_tenant_id, users, leavers=leavers)
+
+
+async def test_timer_fans_out_and_workers_disable_each_leaver_once(stack: Stack) -> None:
+    tenant = stack.seed.home_tenant_id
+    users = _seed_leavers(stack, 300, 40)
+    leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
+    assert len(leavers) == 40
+
+    sent = await stack.host.run_timer("sweep_timer")
+    assert len(sent[stack.queue]) == 1  # 40 leavers, chunks of 100
+    drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert drained.failed == 0
+    assert drained.poisoned == 0
+
+    directory = stack.graph.directory.tenant(tenant)
+    for uid in leavers:
+        assert directory.users[uid]["accountEnabled"] is False
+        assert stack.graph.stats.revocations[f"{tenant}/{uid}"] == 1
+    assert sum(1 for u in directory.users.values() if not u["accountEnabled"]) == 40
+    updates = stack.graph.stats.user_updates
+    assert all(updates[f"{tenant}/{uid}"] == 1 for uid in leavers)
+
+    # the next sweep is incremental, sees the disabled accounts, and enqueues nothing
+    again = await stack.host.run_timer("sweep_timer")
+    assert again.get(stack.queue, []) == []
+    runs = await current_instance().store.list_runs("sweep", tenant=tenant)
+    assert len(runs) == 2
+
+
+async def test_redelivered_message_changes_nothing(stack: Stack) -> None:
+    tenant = stack.seed.home_tenant_id
+    group = stack.graph.directory.add_group(tenant, "Engineering")
+    message = JobMessage.new(
+        "provision",
+        tenant,
+        {
+            "joiners": [
+                {
+                    "employeeId": f"J{i}",
+                    "givenName": "Ada",
+                    "surname": f"L{i}",
+                    "department": "R&D",
+                    "groups": [group["id"]],
+                }
+                for i in range(5)
+            ],
+        },
+        correlation_id="hr-1",
+    ).to_json()
+    await stack.host.enqueue(stack.queue, message, message)
+    drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert drained.failed == 0
+    directory = stack.graph.directory.tenant(tenant)
+    assert len(directory.members[group["id"]]) == 5
+    assert stack.graph.stats.duplicate_creates() == []
+    created = [u for u in directory.users.values() if u.get("employeeId", "").startswith("J")]
+    assert len(created) == 5
+    assert all(u["userPrincipalName"].endswith("@" + DOMAIN) for u in created)
+    writes_after_first = stack.graph.stats.writes_applied
+    # a third delivery of the same message: planned from state, nothing left to write
+    await stack.host.enqueue(stack.queue, message)
+    await stack.host.run_queue_until_idle(stack.queue)
+    assert stack.graph.stats.writes_applied == writes_after_first
+
+
+async def test_retryable_failure_lands_in_poison_after_max_dequeue_count(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant = stack.seed.home_tenant_id
+    users = stack.graph.directory.seed_users(tenant, 2)
+    stack.graph.faults.set(error_rate=1.0, error_retry_after_rate=0.0)  # Graph always 503
+    message = JobMessage.new(
+        "operations",
+        tenant,
+        {
+            "operations": [
+                {
+                    "id": "a",
+                    "method": "PATCH",
+                    "url": f"/users/{users[0]['id']}",
+                    "body": {"jobTitle": "x"},
+                }
+            ]
+        },
+        correlation_id="ops-1",
+    ).to_json()
+    await stack.host.enqueue(stack.queue, message)
+    with caplog.at_level(logging.WARNING):
+        drained = await stack.host.run_queue_until_idle(stack.queue, timeout=120)
+    assert drained.poisoned == 1
+    assert drained.failed == 5  # maxDequeueCount deliveries, each failing
+    assert await stack.host.peek(stack.poison) == [message]
+    assert any("could not be applied now" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("{not json", "not JSON"),
+        (
+            json.dumps(
+                {"version": 1, "job": "nope", "tenant": "x", "correlationId": "c", "payload": {}}
+            ),
+            "unknown job",
+        ),
+        (
+            json.dumps(
+                {
+                    "version": 9,
+                    "job": "provision",
+                    "tenant": "x",
+                    "correlationId": "c",
+                    "payload": {},
+                }
+            ),
+            "version 9",
+        ),
+        ("TENANT", "not in DAEMON_ALLOWED_TENANTS"),
+        ("OVERSIZED", "over the"),
+    ],
+)
+async def test_invalid_messages_complete_at_once_with_a_clear_log_line(
+    stack: Stack, caplog: pytest.LogCaptureFixture, body: str, fragment: str
+) -> None:
+    if body == "TENANT":
+        body = JobMessage.new("provision", stack.seed.unconsented_tenant_id, {}).to_json()
+    if body == "OVERSIZED":
+        body = json.dumps(
+            {
+                "version": 1,
+                "job": "provision",
+                "tenant": "x",
+                "correlationId": "c",
+                "payload": {"pad": "x" * 45_000},
+            }
+        )
+    await stack.host.enqueue(stack.queue, body)
+    with caplog.at_level(logging.ERROR):
+        drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert drained.invocations == 1  # no retries wasted
+    assert drained.poisoned == 0
+    assert await stack.host.message_count(stack.poison) == 0
+    assert any(
+        fragment in r.getMessage() and "without retry" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_non_base64_body_goes_to_poison_without_running(stack: Stack) -> None:
+    client = stack.host.connection("AzureWebJobsStorage").queue_client(stack.queue)
+    client.create_queue()
+    client.send_message("this is not base64 !!!")
+    drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert drained.invocations == 0
+    assert drained.poisoned == 1
+
+
+async def test_sweep_killed_midway_then_rerun_disables_each_leaver_once(stack: Stack) -> None:
+    tenant = stack.seed.home_tenant_id
+    users = _seed_leavers(stack, 200, 30)
+    leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
+    instance = current_instance()
+    # small chunks, and the workers die after the first messages
+    object.__setattr__(instance.settings, "sweep_chunk_size", 5)
+    sent = await stack.host.run_timer("sweep_timer")
+    assert len(sent[stack.queue]) == 6
+    # "kill": only two messages are processed, the rest stay in the queue
+    client = stack.host.connection("AzureWebJobsStorage").queue_client(stack.queue, base64=True)
+    taken = [client.receive_message(visibility_timeout=300) for _ in range(2)]
+    from shared.jobs.dispatch import handle_queue_message
+
+    for m in taken:
+        assert m is not None
+        summary = await handle_queue_message(base64.b64decode(m.content), message_id=m.id)
+        assert summary is not None
+        assert summary.applied == 10
+        client.delete_message(m)
+    # the timer runs again (it would re-enqueue only leavers older than an hour)
+    await stack.host.run_timer("sweep_timer")
+    drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert drained.failed == 0
+    directory = stack.graph.directory.tenant(tenant)
+    assert [uid for uid in leavers if directory.users[uid]["accountEnabled"]] == []
+    updates = {uid: stack.graph.stats.user_updates[f"{tenant}/{uid}"] for uid in leavers}
+    assert {uid: n for uid, n in updates.items() if n != 1} == {}
+
+
+async def test_expired_delta_link_falls_back_to_full_scan(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant = stack.seed.home_tenant_id
+    _seed_leavers(stack, 50, 0)
+    await stack.host.run_timer("sweep_timer")
+    stack.graph.expire_delta_tokens()
+    # a user whose leave date passed, changed while the link was expiring
+    user = stack.graph.directory.seed_users(tenant, 1)[0]
+    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).isoformat()
+    stack.graph.directory.tenant(tenant).update_user(user["id"], {"employeeLeaveDateTime": past})
+    with caplog.at_level(logging.INFO):
+        sent = await stack.host.run_timer("sweep_timer")
+    assert any("expired; full scan" in r.getMessage() for r in caplog.records)
+    assert len(sent[stack.queue]) == 1
+    await stack.host.run_queue_until_idle(stack.queue)
+    assert stack.graph.directory.tenant(tenant).users[user["id"]]["accountEnabled"] is False
