@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 MODES := managed-identity keyvault-certificate keyvault-signing federated-managed-identity client-secret
 
-.PHONY: demo test lint check bench setup clean
+.PHONY: demo doctor-demo test lint check bench setup clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -21,8 +21,12 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-# For now the demo runs `doctor` in every auth mode against the offline sandbox.
-demo: $(STAMP)
+# The main job, offline: sandbox + Azurite, provisioning jobs and the sweep through the queue.
+demo: $(STAMP) $(NODE_STAMP)
+	$(PY) -m sandbox demo
+
+# `doctor` in every auth mode against the offline sandbox.
+doctor-demo: $(STAMP)
 	@set -e; for mode in $(MODES); do \
 	  echo "== doctor, auth mode $$mode (offline sandbox) =="; \
 	  $(PY) -m sandbox exec --auth-mode $$mode -- $(PY) -m shared doctor; \

@@ -56,7 +56,34 @@ def _parser() -> argparse.ArgumentParser:
         help="use the user-assigned identity instead of the system-assigned one",
     )
     run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    demo = commands.add_parser("demo", help="run the daemon's main job offline (make demo)")
+    demo.add_argument("--json", action="store_true", help="end with one JSON summary line")
+    demo.add_argument("--users", type=int, default=3000, help="users in the directory")
+    demo.add_argument("--leavers", type=int, default=400, help="leavers among them")
+    demo.add_argument("--auth-mode", default="keyvault-certificate", choices=AUTH_MODES)
+    for sub in (serve, run):
+        sub.add_argument(
+            "--fault",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="Graph fault injection, e.g. --fault error_rate=0.1 --fault latency_base=0.1 "
+            "(see sandbox/graph/config.py FaultConfig); repeatable",
+        )
     return parser
+
+
+def _faults(items: Sequence[str]) -> dict[str, float]:
+    faults = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--fault {item!r}: expected NAME=VALUE")
+        try:
+            faults[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--fault {item!r}: the value must be a number") from None
+    return faults
 
 
 def _serve(sandbox: Sandbox, show_secrets: bool) -> int:
@@ -121,7 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+    if args.command == "demo":
+        from sandbox.demo import DemoConfig, run_demo
+
+        config = DemoConfig(users=args.users, leavers=args.leavers, auth_mode=args.auth_mode)
+        return run_demo(as_json=args.json, config=config)
     with Sandbox(port=args.port, token_lifetime=args.token_lifetime) as sandbox:
+        faults = _faults(getattr(args, "fault", []))
+        if faults:
+            sandbox.graph.faults.set(**faults)
         if args.command == "exec":
             return _exec(sandbox, args.auth_mode, args.cmd, args.user_assigned_identity)
         return _serve(sandbox, getattr(args, "show_secrets", False))
