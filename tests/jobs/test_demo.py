@@ -14,9 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_demo_applies_everything_it_planned() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAEMON_", "AzureWebJobs"))}
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "demo", "--json", "--users", "1500",
-         "--leavers", "250"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, "-m", "sandbox", "demo", "--json", "--users", "1500", "--leavers", "250"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])

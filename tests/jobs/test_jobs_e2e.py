@@ -3,6 +3,7 @@ the sandbox, through the real functions of function_app.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -224,3 +225,67 @@ async def test_expired_delta_link_falls_back_to_full_scan(
     assert len(sent[stack.queue]) == 1
     await stack.host.run_queue_until_idle(stack.queue)
     assert stack.graph.directory.tenant(tenant).users[user["id"]]["accountEnabled"] is False
+
+
+async def test_cli_enqueue_then_workers_apply_it(stack: Stack) -> None:
+    import os
+    import subprocess
+    import sys
+
+    tenant = stack.seed.home_tenant_id
+    users = stack.graph.directory.seed_users(tenant, 3)
+    payload = {"movers": [{"employeeId": u["employeeId"], "jobTitle": "Lead"} for u in users]}
+    env = {**os.environ, **stack.app_settings}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "shared",
+            "enqueue",
+            "--job",
+            "provision",
+            "--payload",
+            "-",
+            "--correlation-id",
+            "cli-1",
+        ],
+        input=json.dumps(payload),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cli-1" in result.stdout
+    [text] = await stack.host.peek(stack.queue)
+    assert json.loads(text)["correlationId"] == "cli-1"
+    drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert drained.succeeded == 1
+    directory = stack.graph.directory.tenant(tenant)
+    assert all(directory.users[u["id"]]["jobTitle"] == "Lead" for u in users)
+
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "shared",
+            "enqueue",
+            "--job",
+            "provision",
+            "--payload",
+            "-",
+            "--tenant",
+            stack.seed.unconsented_tenant_id,
+        ],
+        input="{}",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "DAEMON_ALLOWED_TENANTS" in bad.stderr
