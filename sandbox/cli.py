@@ -87,6 +87,25 @@ def _faults(items: Sequence[str]) -> dict[str, float]:
 
 
 def _serve(sandbox: Sandbox, show_secrets: bool) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Both signals only set the event (installed before the settings are printed, so a
+    # caller may signal as soon as it has read them); the sandbox stops in main()'s ``with``.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        _print_settings(sandbox, show_secrets)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _print_settings(sandbox: Sandbox, show_secrets: bool) -> None:
     seed = seed_default(sandbox)
     settings = {}
     for mode in AUTH_MODES:
@@ -107,20 +126,6 @@ def _serve(sandbox: Sandbox, show_secrets: bool) -> int:
         flush=True,
     )
     print(f"Sandbox serving on {sandbox.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return 0
 
 
 def _exec(sandbox: Sandbox, mode: str, cmd: Sequence[str], user_assigned: bool) -> int:

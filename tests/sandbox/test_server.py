@@ -196,7 +196,7 @@ def test_cli_serve_prints_settings_without_secrets_and_stops_on_sigint() -> None
         with httpx.Client(verify=trust) as http:
             assert http.get(f"{printed['url']}/_sandbox/stats").status_code == 200
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        assert process.wait(timeout=60) == 0
         assert not os.path.exists(printed["ca_path"])
     finally:
         if process.poll() is None:
