@@ -8,6 +8,8 @@ names come from app settings (``%DAEMON_JOBS_QUEUE%``, ``%DAEMON_SWEEP_SCHEDULE%
 
 # No "from __future__ import annotations" here: the worker reads binding types from the
 # function annotations at indexing time, and postponed (string) annotations break that.
+import typing
+
 import azure.functions as func
 
 app = func.FunctionApp()
@@ -19,7 +21,12 @@ app = func.FunctionApp()
 @app.queue_output(
     arg_name="jobs", queue_name="%DAEMON_JOBS_QUEUE%", connection="AzureWebJobsStorage"
 )
-async def sweep_timer(timer: func.TimerRequest, jobs: func.Out[list[str]]) -> None:
+async def sweep_timer(
+    timer: func.TimerRequest,
+    # typing.List, not list: the worker's indexer rejects Out[list[str]] ("invalid non-type
+    # annotation") and a rejected function drops the whole app (tests/test_worker_indexing).
+    jobs: func.Out[typing.List[str]],  # noqa: UP006
+) -> None:
     """Plan the directory sweep and fan the leavers out to the jobs queue."""
     from shared.jobs.dispatch import run_sweep_timer
 
