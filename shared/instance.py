@@ -1,4 +1,4 @@
-"""The per-instance objects: settings, credential, token cache (and later API clients).
+"""The per-instance objects: settings, credential, token cache, API clients, pacers, store.
 
 A function instance is one worker process. Everything here is built lazily on first use —
 never at import, so the Functions host indexes the app even when settings are missing — and
@@ -47,7 +47,7 @@ class CachedTokenSource:
 
 
 class Instance:
-    """Settings, credential and token cache for one process (or one test)."""
+    """Everything one function instance keeps for its lifetime (one process, or one test)."""
 
     def __init__(
         self,
@@ -76,14 +76,10 @@ class Instance:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Instance:
-        settings = load_settings(env)
-        store = (
-            StateStore.from_env(env)
-            if env.get("AzureWebJobsStorage")
-            or any(k.startswith("AzureWebJobsStorage__") for k in env)
-            else None
-        )
-        return cls(settings, store=store)
+        """From the app settings; the state store only if AzureWebJobsStorage is configured
+        (doctor and the CLI work without one)."""
+        has_storage = any(k.split("__", 1)[0] == "AzureWebJobsStorage" for k in env)
+        return cls(load_settings(env), store=StateStore.from_env(env) if has_storage else None)
 
     @property
     def store(self) -> StateStore:

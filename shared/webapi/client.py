@@ -209,20 +209,24 @@ class ApiClient:
         skipped = 0.0  # waits skipped with wait=False still count toward the time bound
         attempts = 0
         refreshed = False
+
+        async def send(request_id: str, force_refresh: bool) -> httpx.Response:
+            return await self._send(
+                method,
+                url,
+                json=json,
+                content=content,
+                headers=extra,
+                params=params,
+                request_id=request_id,
+                force_refresh=force_refresh,
+            )
+
         while True:
             attempts += 1
             request_id = str(uuid.uuid4())
             try:
-                response = await self._send(
-                    method,
-                    url,
-                    json=json,
-                    content=content,
-                    headers=extra,
-                    params=params,
-                    request_id=request_id,
-                    force_refresh=False,
-                )
+                response = await send(request_id, False)
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
                     logger.info(
@@ -232,16 +236,7 @@ class ApiClient:
                         request_id,
                     )
                     request_id = str(uuid.uuid4())
-                    response = await self._send(
-                        method,
-                        url,
-                        json=json,
-                        content=content,
-                        headers=extra,
-                        params=params,
-                        request_id=request_id,
-                        force_refresh=True,
-                    )
+                    response = await send(request_id, True)
             except httpx.TransportError as exc:
                 disposition = classify_exception(exc, idempotent=idem)
                 elapsed = self._clock() - start + skipped
