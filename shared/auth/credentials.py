@@ -38,7 +38,7 @@ from azure.identity import (
 
 from shared.auth.assertion import build_client_assertion, token_endpoint
 from shared.auth.keyvault import CertificateInfo, KeyVaultCertificateSource, SigningCertificate
-from shared.errors import ConfigurationError, TokenRequestError
+from shared.errors import CertificateError, ConfigurationError, TokenRequestError
 from shared.settings import AuthMode, Settings
 
 __all__ = [
@@ -192,12 +192,26 @@ class CertificateAppCredential(_AssertionAppCredential):
                 if now - self._checked_at < self._settings.certificate_check_seconds:
                     return current
                 self._checked_at = now
-                if self._source.latest_version() == current.info.version:
+                try:
+                    if self._source.latest_version() == current.info.version:
+                        return current
+                    logger.info(
+                        "Certificate %s has a newer version in Key Vault; reloading",
+                        current.info.name,
+                    )
+                    self._current = self._source.load()
+                except CertificateError as exc:
+                    # a newer version that is disabled or not yet valid: keep the one that
+                    # works, and look again at the next check
+                    logger.warning(
+                        "Keeping version %s of certificate %s: %s",
+                        current.info.version,
+                        current.info.name,
+                        exc,
+                    )
                     return current
-                logger.info(
-                    "Certificate %s has a newer version in Key Vault; reloading",
-                    current.info.name,
-                )
+                self.reloads += 1
+                return self._current
             self._current = self._source.load()
             self._checked_at = now
             if current is not None:

@@ -166,3 +166,23 @@ async def test_a_newer_version_in_key_vault_is_noticed_without_a_rejection(
     assert info is not None
     assert info.version == new_version.version
     assert env.state.counter("rejections.AADSTS700027") == 0
+
+
+async def test_a_newer_but_disabled_version_does_not_replace_the_working_one(
+    fresh_env: Env,
+) -> None:
+    env = fresh_env
+    settings = env.settings("keyvault-certificate", DAEMON_CERTIFICATE_CHECK_SECONDS="0.001")
+    instance = Instance(load_settings(settings))
+    await instance.token_cache.get_token()
+    before = instance.credential.certificate()
+    assert before is not None
+    newer = env.state.add_certificate_version(
+        env.seed.certificate_name, enabled=False, register_with_app=env.seed.client_id
+    )
+    await asyncio.sleep(0.01)
+    token = await instance.token_cache.get_token(force_refresh=True)
+    env.sandbox.issuer.verify(token, [GRAPH])
+    after = instance.credential.certificate()
+    assert after is not None
+    assert after.version == before.version != newer.version
