@@ -38,7 +38,12 @@ from azure.identity import (
 
 from shared.auth.assertion import build_client_assertion, token_endpoint
 from shared.auth.keyvault import CertificateInfo, KeyVaultCertificateSource, SigningCertificate
-from shared.errors import CertificateError, ConfigurationError, TokenRequestError
+from shared.errors import (
+    CertificateError,
+    ConfigurationError,
+    KeyVaultError,
+    TokenRequestError,
+)
 from shared.settings import AuthMode, Settings
 
 __all__ = [
@@ -200,9 +205,9 @@ class CertificateAppCredential(_AssertionAppCredential):
                         current.info.name,
                     )
                     self._current = self._source.load()
-                except CertificateError as exc:
-                    # a newer version that is disabled or not yet valid: keep the one that
-                    # works, and look again at the next check
+                except (CertificateError, KeyVaultError) as exc:
+                    # a newer version that is disabled or not yet valid, or Key Vault briefly
+                    # unreachable: keep the one that works, and look again at the next check
                     logger.warning(
                         "Keeping version %s of certificate %s: %s",
                         current.info.version,
