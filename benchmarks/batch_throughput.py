@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import statistics
 import sys
 import time
@@ -158,22 +157,6 @@ QUICK = Params(
 # -- the world ---------------------------------------------------------------------------
 
 
-def _set_nodelay(sandbox: Sandbox) -> bool:
-    """Work around the sandbox's listening socket lacking TCP_NODELAY (README, "Known
-    issues"): it is created with ``proto=0``, so asyncio does not set TCP_NODELAY on the
-    accepted connections, and every response with a body (uvicorn's h11 writes the headers
-    and the body separately) waits for the client's delayed ACK: +40 ms per response, i.e.
-    +0.4 s of Graph time per batch at F=10. Accepted sockets inherit the option from the
-    listening socket (Linux). Returns whether the workaround was applied."""
-    sock = getattr(sandbox, "_socket", None)
-    if not isinstance(sock, socket.socket):
-        return False
-    if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY):
-        return False  # fixed in the sandbox
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return True
-
-
 class World:
     """A started sandbox, seeded, with the daemon's settings and the users to update."""
 
@@ -181,7 +164,6 @@ class World:
         self.params = params
         self.sandbox = Sandbox(graph_config=params.graph_config()).start()
         try:
-            self.nodelay_workaround = _set_nodelay(self.sandbox)
             self.seed: Seed = seed_default(self.sandbox)
             self.tenant = self.seed.home_tenant_id
             users = self.sandbox.graph.directory.seed_users(self.tenant, params.users)
@@ -529,7 +511,6 @@ async def calibrate(world: World, samples: int = 10) -> dict[str, Any]:
     return {
         "batch_of_20_ms": round(statistics.median(batch) * 1000, 2),
         "single_patch_ms": round(statistics.median(single) * 1000, 2),
-        "tcp_nodelay_workaround": world.nodelay_workaround,
     }
 
 
@@ -739,7 +720,6 @@ def render(result: dict[str, Any]) -> str:
         lines.append(
             f"harness overhead (no injected latency): batch of 20 {h['batch_of_20_ms']:.1f} ms, "
             f"single PATCH {h['single_patch_ms']:.1f} ms"
-            + (" (TCP_NODELAY workaround applied)" if h["tcp_nodelay_workaround"] else "")
         )
     lines.append(
         "×rate: writes/s ÷ the budget's sustained rate; ×avail: writes ÷ (bucket capacity + "
