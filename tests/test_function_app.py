@@ -62,3 +62,29 @@ def test_timer_never_runs_on_startup() -> None:
         for binding in json.loads(function.get_function_json())["bindings"]:
             if binding["type"] == "timerTrigger":
                 assert binding["runOnStartup"] is False
+
+
+def test_binding_json_is_setting_driven_and_identity_capable() -> None:
+    bindings = {
+        f.get_function_name(): json.loads(f.get_function_json())["bindings"] for f in _functions()
+    }
+    assert set(bindings) == {"sweep_timer", "jobs_worker"}
+    timer = {b["name"]: b for b in bindings["sweep_timer"]}
+    assert timer["timer"]["type"] == "timerTrigger"
+    assert timer["timer"]["schedule"] == "%DAEMON_SWEEP_SCHEDULE%"
+    assert timer["timer"]["runOnStartup"] is False
+    assert timer["jobs"] == {
+        "direction": "OUT",
+        "type": "queue",
+        "name": "jobs",
+        "queueName": "%DAEMON_JOBS_QUEUE%",
+        "connection": "AzureWebJobsStorage",
+    }
+    [trigger] = bindings["jobs_worker"]
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["direction"] == "IN"
+    assert trigger["name"] == "msg"
+    assert trigger["queueName"] == "%DAEMON_JOBS_QUEUE%"
+    # AzureWebJobsStorage works as a connection string or identity-based
+    # (AzureWebJobsStorage__accountName + __credential=managedidentity)
+    assert trigger["connection"] == "AzureWebJobsStorage"
