@@ -107,7 +107,10 @@ class Instance:
             # Validates the tenant against the allow-list before anything is built.
             self.token_cache.check_tenant(tenant)
             client = ApiClient(
-                self.settings.api_base_url, CachedTokenSource(self.token_cache, tenant)
+                self.settings.api_base_url,
+                CachedTokenSource(self.token_cache, tenant),
+                http2=self.settings.api_http2,
+                throttle_priority=self.settings.api_throttle_priority,
             )
             self._clients[(loop, tenant)] = client
         return client

@@ -101,6 +101,9 @@ SETTINGS: dict[str, str] = {
     "DAEMON_API_WRITES_PER_SECOND": "the API's write budget per app and tenant (Graph: 20)",
     "DAEMON_API_RESOURCE_UNITS_PER_SECOND": "the API's resource-unit budget per app and tenant "
     "(Graph: 350 for small tenants, 800 above 500 users)",
+    "DAEMON_API_HTTP2": "true | false (default): use HTTP/2 with the API when it offers it",
+    "DAEMON_API_THROTTLE_PRIORITY": "Low | Normal | High: sent as x-ms-throttle-priority "
+    "(default: not sent)",
 }
 
 DEFAULT_JOBS_QUEUE = "daemon-jobs"
@@ -139,6 +142,8 @@ class Settings:
     operations_allowed_paths: tuple[str, ...] = ("/users/", "/groups/")
     api_writes_per_second: float = 20.0
     api_resource_units_per_second: float = 350.0
+    api_http2: bool = False
+    api_throttle_priority: str | None = None
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback's locals
         secret = "'***'" if self.client_secret else "None"
@@ -337,7 +342,19 @@ def _job_settings(env: Mapping[str, str]) -> dict[str, object]:
         "api_resource_units_per_second": _positive_number(
             env, "DAEMON_API_RESOURCE_UNITS_PER_SECOND", 350.0
         ),
+        "api_http2": _bool(env, "DAEMON_API_HTTP2", False),
+        "api_throttle_priority": _throttle_priority(env),
     }
+
+
+def _throttle_priority(env: Mapping[str, str]) -> str | None:
+    value = _get(env, "DAEMON_API_THROTTLE_PRIORITY")
+    if value is None:
+        return None
+    for choice in ("Low", "Normal", "High"):
+        if value.lower() == choice.lower():
+            return choice
+    raise SettingError("DAEMON_API_THROTTLE_PRIORITY", f"{value!r} is not one of Low, Normal, High")
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

@@ -213,3 +213,13 @@ def test_bad_job_settings(setting: str, value: str, fragment: str) -> None:
         load_settings(base(**{setting: value}))
     assert caught.value.setting == setting
     assert fragment in str(caught.value)
+
+
+def test_api_http2_and_priority() -> None:
+    s = load_settings(base(DAEMON_API_HTTP2="true", DAEMON_API_THROTTLE_PRIORITY="low"))
+    assert s.api_http2 is True
+    assert s.api_throttle_priority == "Low"
+    assert load_settings(base()).api_throttle_priority is None
+    with pytest.raises(SettingError, match="DAEMON_API_THROTTLE_PRIORITY") as caught:
+        load_settings(base(DAEMON_API_THROTTLE_PRIORITY="urgent"))
+    assert "Low, Normal, High" in str(caught.value)

@@ -106,6 +106,8 @@ class GraphService:
     async def handle(self, request: Request, *, batch: bool) -> Response:
         stats = self.stats
         stats.requests += 1
+        stats.priorities[request.headers.get("x-ms-throttle-priority", "(none)")] += 1
+        stats.http_versions[str(request.scope.get("http_version", "?"))] += 1
         request_id = new_request_id()
         client_request_id = request.headers.get("client-request-id")
         base_headers = {

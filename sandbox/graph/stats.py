@@ -58,6 +58,8 @@ class GraphStats:
     batch_requests: int = 0
     batch_items: int = 0
     batch_sizes: list[int] = field(default_factory=list)  # items per $batch, in arrival order
+    priorities: Counter[str] = field(default_factory=Counter)  # x-ms-throttle-priority sent
+    http_versions: Counter[str] = field(default_factory=Counter)
     operations: int = 0  # top-level non-batch requests + batch items
     statuses: Counter[int] = field(default_factory=Counter)  # per operation
     top_level_statuses: Counter[int] = field(default_factory=Counter)  # per HTTP response

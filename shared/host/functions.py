@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -47,9 +48,20 @@ def app_functions(app: Any) -> tuple[Any, ...]:
     """``app.get_functions()``, called once per app object (a second call would raise)."""
     functions = _cache.get(app)
     if functions is None:
-        functions = tuple(app.get_functions())
+        root = logging.getLogger()
+        root.addFilter(_drop_auth_level_notice)
+        try:
+            functions = tuple(app.get_functions())
+        finally:
+            root.removeFilter(_drop_auth_level_notice)
         _cache[app] = functions
     return functions
+
+
+def _drop_auth_level_notice(record: logging.LogRecord) -> bool:
+    """azure-functions warns on the root logger that an HTTP auth level does not apply to a
+    non-HTTP app; it is noise for an app without HTTP functions."""
+    return not str(record.msg).startswith("Auth level is not applied")
 
 
 def resolve_expressions(

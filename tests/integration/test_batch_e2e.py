@@ -320,3 +320,18 @@ async def test_absolute_url_to_another_host_is_refused_before_any_request(
     assert by_id["ok"].outcome is Outcome.SUCCEEDED
     assert env.graph.stats.requests - requests_before == 1
     assert env.graph.stats.batch_sizes[-1] == 1
+
+
+async def test_http2_and_throttle_priority_settings(graph_env: Env) -> None:
+    env = graph_env
+    users = env.graph.directory.seed_users(env.seed.home_tenant_id, 1)
+    settings = env.settings(
+        "keyvault-certificate", DAEMON_API_HTTP2="true", DAEMON_API_THROTTLE_PRIORITY="low"
+    )
+    instance = Instance(load_settings(settings))
+    async with instance.api_client() as client:
+        body = await client.get_json(f"/users/{users[0]['id']}")
+    assert body["id"] == users[0]["id"]
+    assert env.graph.stats.priorities == {"Low": 1}
+    # the sandbox (uvicorn) offers HTTP/1.1 only: ALPN falls back, nothing breaks
+    assert env.graph.stats.http_versions == {"1.1": 1}
