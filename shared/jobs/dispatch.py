@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from shared.errors import (
     ApiError,
+    CredentialError,
     InvalidMessageError,
     RetryableJobError,
     SafetyLimitError,
@@ -169,8 +170,10 @@ async def run_sweep_timer(*, past_due: bool = False, instance: Instance | None =
         started = _now()
         try:
             plan = await plan_sweep(instance, store, tenant, now=time.time())
-        except SafetyLimitError as exc:
-            logger.error("sweep tenant %s aborted, nothing enqueued: %s", tenant, exc)
+        except (SafetyLimitError, ApiError, CredentialError) as exc:
+            # one tenant's failure must not cost the others their sweep: log, record, go on
+            status = "aborted" if isinstance(exc, SafetyLimitError) else "failed"
+            logger.error("sweep tenant %s %s, nothing enqueued: %s", tenant, status, exc)
             await store.record_run(
                 RunRecord(
                     "sweep",
@@ -178,7 +181,7 @@ async def run_sweep_timer(*, past_due: bool = False, instance: Instance | None =
                     f"sweep-{started:%Y%m%dT%H%M%S}",
                     started,
                     ended_at=_now(),
-                    status="aborted",
+                    status=status,
                     error=str(exc),
                 )
             )

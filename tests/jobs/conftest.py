@@ -37,6 +37,14 @@ class Stack(Env):
     def poison(self) -> str:
         return f"{self.queue}-poison"
 
+    def configure(self, **settings: str) -> None:
+        """Change app settings for this test; the next function run sees them (a new
+        instance, as after an app-settings change in Azure)."""
+        for name, value in settings.items():
+            self._monkeypatch.setenv(name, value)
+            self.app_settings[name] = value
+        reset_current_instance()
+
 
 @pytest.fixture
 def stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:

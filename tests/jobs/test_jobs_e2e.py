@@ -182,9 +182,8 @@ async def test_sweep_killed_midway_then_rerun_disables_each_leaver_once(stack: S
     tenant = stack.seed.home_tenant_id
     users = _seed_leavers(stack, 200, 30)
     leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
-    instance = current_instance()
     # small chunks, and the workers die after the first messages
-    object.__setattr__(instance.settings, "sweep_chunk_size", 5)
+    stack.configure(DAEMON_SWEEP_CHUNK_SIZE="5")
     sent = await stack.host.run_timer("sweep_timer")
     assert len(sent[stack.queue]) == 6
     # "kill": only two messages are processed, the rest stay in the queue
@@ -289,3 +288,45 @@ async def test_cli_enqueue_then_workers_apply_it(stack: Stack) -> None:
     )
     assert bad.returncode == 2
     assert "DAEMON_ALLOWED_TENANTS" in bad.stderr
+
+
+async def test_sweep_safety_limit_enqueues_nothing_and_keeps_the_checkpoint(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant = stack.seed.home_tenant_id
+    _seed_leavers(stack, 100, 30)  # 30 leavers = 60 writes
+    stack.configure(DAEMON_MAX_CHANGES_PER_RUN="50")
+    with caplog.at_level(logging.ERROR):
+        sent = await stack.host.run_timer("sweep_timer")
+    assert sent.get(stack.queue, []) == []
+    assert any("DAEMON_MAX_CHANGES_PER_RUN=50" in r.getMessage() for r in caplog.records)
+    store = current_instance().store
+    assert await store.get_checkpoint("sweep", tenant) is None
+    [run] = await store.list_runs("sweep", tenant=tenant)
+    assert run.status == "aborted"
+    assert stack.graph.stats.writes_applied == 0
+
+
+async def test_provision_safety_limit_and_dry_run(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant = stack.seed.home_tenant_id
+    joiners = [{"employeeId": f"S{i}", "givenName": "Sam", "surname": f"S{i}"} for i in range(12)]
+    stack.configure(DAEMON_MAX_CHANGES_PER_RUN="10")
+    big = JobMessage.new("provision", tenant, {"joiners": joiners}, correlation_id="big")
+    dry = JobMessage.new(
+        "provision", tenant, {"joiners": joiners[:3]}, correlation_id="dry", dry_run=True
+    )
+    await stack.host.enqueue(stack.queue, big.to_json(), dry.to_json())
+    with caplog.at_level(logging.INFO):
+        drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert drained.invocations == 2  # neither is retried
+    assert drained.poisoned == 0
+    assert stack.graph.stats.writes_applied == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("big aborted" in m and "nothing was applied" in m for m in messages)
+    assert sum("dry run dry: would create" in m for m in messages) == 3
+    runs = {r.correlation_id: r for r in await current_instance().store.list_runs("provision")}
+    assert runs["big"].status == "aborted"
+    assert runs["dry"].status == "dry-run"
+    assert runs["dry"].planned == 3
