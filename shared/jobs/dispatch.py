@@ -149,7 +149,7 @@ async def run_job(instance: Instance, message: JobMessage, *, dequeue_count: int
                 failed=summary.failed + len(summary.problems),
                 throttled=summary.throttled,
                 token_requests=summary.token_requests,
-                error="; ".join(summary.errors)[:2000] or None,
+                error="; ".join([*summary.problems, *summary.errors])[:2000] or None,
                 dry_run=message.dry_run,
             )
         )

@@ -330,3 +330,57 @@ async def test_provision_safety_limit_and_dry_run(
     assert runs["big"].status == "aborted"
     assert runs["dry"].status == "dry-run"
     assert runs["dry"].planned == 3
+
+
+async def test_movers_and_leavers_by_employee_id(stack: Stack) -> None:
+    tenant = stack.seed.home_tenant_id
+    directory = stack.graph.directory
+    users = directory.seed_users(tenant, 4)
+    old_group = directory.add_group(tenant, "Old team")
+    new_group = directory.add_group(tenant, "New team")
+    mover, leaver, already_disabled, ghost_free = users
+    directory.add_member(tenant, old_group["id"], mover["id"])
+    directory.tenant(tenant).update_user(already_disabled["id"], {"accountEnabled": False})
+    message = JobMessage.new(
+        "provision",
+        tenant,
+        {
+            "movers": [
+                {
+                    "employeeId": mover["employeeId"],
+                    "department": "Finance",
+                    "groups": [new_group["id"]],
+                    "removeGroups": [old_group["id"]],
+                },
+                {"employeeId": "NOBODY", "department": "x"},
+            ],
+            "leavers": [
+                {"employeeId": leaver["employeeId"]},
+                {"employeeId": already_disabled["employeeId"]},
+            ],
+        },
+        correlation_id="hr-moves",
+    ).to_json()
+    await stack.host.enqueue(stack.queue, message)
+    await stack.host.run_queue_until_idle(stack.queue)
+    state = directory.tenant(tenant)
+    assert state.users[mover["id"]]["department"] == "Finance"
+    assert mover["id"] in state.members[new_group["id"]]
+    assert mover["id"] not in state.members[old_group["id"]]
+    assert state.users[leaver["id"]]["accountEnabled"] is False
+    revocations = stack.graph.stats.revocations
+    assert revocations[f"{tenant}/{leaver['id']}"] == 1
+    # disabled earlier by someone else, never signed out: the sessions are revoked once
+    assert revocations[f"{tenant}/{already_disabled['id']}"] == 1
+    assert state.users[ghost_free["id"]]["accountEnabled"] is True
+    [run] = await current_instance().store.list_runs("provision", tenant=tenant)
+    assert run.status == "completed-with-errors"
+    assert run.failed == 1
+    assert "mover NOBODY: no user with this employeeId" in (run.error or "")
+
+    # delivered again: nothing left to do
+    writes = stack.graph.stats.writes_applied
+    await stack.host.enqueue(stack.queue, message)
+    await stack.host.run_queue_until_idle(stack.queue)
+    assert stack.graph.stats.writes_applied == writes
+    assert revocations[f"{tenant}/{leaver['id']}"] == 1
