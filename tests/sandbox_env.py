@@ -47,6 +47,7 @@ class Env:
 def running_sandbox(graph_config: GraphConfig | None = None) -> Iterator[tuple[Sandbox, Seed]]:
     sandbox = Sandbox(graph_config=graph_config).start()
     register_secret_source(sandbox.state.secret_values)
+    register_secret_source(sandbox.graph.directory.secret_values)
     try:
         yield sandbox, seed_default(sandbox)
     finally:

@@ -136,6 +136,7 @@ class TenantDirectory:
     user_seq: dict[str, int] = field(default_factory=dict)  # user id -> last change
     removed: dict[str, int] = field(default_factory=dict)  # deleted user id -> change seq
     seq: int = 0
+    passwords: set[str] = field(default_factory=set)  # for the log-hygiene check of tests
 
     def bump(self) -> int:
         self.seq += 1
@@ -164,6 +165,7 @@ class TenantDirectory:
             raise bad_request(
                 "Property 'passwordProfile' value is required but is empty or missing."
             )
+        self.passwords.add(str(password["password"]))
         user = self._validated("user", props, creating=True)
         upn = str(user["userPrincipalName"])
         if "@" not in upn:
@@ -314,6 +316,10 @@ class Directory:
 
     def reset(self) -> None:
         self.tenants.clear()
+
+    def secret_values(self) -> frozenset[str]:
+        """Every password given to a created user (none may appear in a log)."""
+        return frozenset(p for tenant in self.tenants.values() for p in tenant.passwords)
 
     def add_user(self, tenant_id: str, **props: Any) -> dict[str, Any]:
         """Create one user; missing required properties get plausible defaults."""
