@@ -78,8 +78,8 @@ class ApiClient:
         self.base = BaseUrl(base_url)
         if verify is False:
             raise UnsafeRequestError(
-                "TLS certificate verification cannot be turned off (verify=False); pass an "
-                "ssl.SSLContext or a CA bundle path to trust a private CA"
+                "TLS certificate verification cannot be turned off; pass an ssl.SSLContext "
+                "or a CA bundle path to trust a private CA"
             )
         if http2 and importlib.util.find_spec("h2") is None:
             raise ConfigurationError(

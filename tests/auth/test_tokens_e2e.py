@@ -89,17 +89,23 @@ class ShiftedClock:
         return time.time() + self.offset
 
 
-async def test_early_refresh_happens_once_and_forced_refresh_reaches_endpoint(env: Env) -> None:
-    mode = "keyvault-certificate"
-    instance = Instance(load_settings(env.settings(mode)))
-    clock = ShiftedClock()
-    cache = TokenCache(
+def _cache_with_clock(instance: Instance, clock: ShiftedClock) -> TokenCache:
+    """A token cache in front of the instance's real credential, on a clock the test moves
+    (the credential and the sandbox keep real time)."""
+    return TokenCache(
         instance.credential.request_token,
         default_tenant=instance.settings.tenant_id,
         default_scope=instance.settings.api_scope,
         allowed_tenants=instance.settings.allowed_tenants,
         clock=clock,
     )
+
+
+async def test_early_refresh_happens_once_and_forced_refresh_reaches_endpoint(env: Env) -> None:
+    mode = "keyvault-certificate"
+    instance = Instance(load_settings(env.settings(mode)))
+    clock = ShiftedClock()
+    cache = _cache_with_clock(instance, clock)
     before = env.endpoint_hits(mode)
     first = await cache.get_token()
     clock.offset = 3600 - 290  # inside the last 5 minutes of a one-hour token
@@ -118,13 +124,7 @@ async def test_failing_early_refresh_still_serves_the_valid_token(fresh_env: Env
     mode = "keyvault-certificate"
     instance = Instance(load_settings(fresh_env.settings(mode)))
     clock = ShiftedClock()
-    cache = TokenCache(
-        instance.credential.request_token,
-        default_tenant=instance.settings.tenant_id,
-        default_scope=instance.settings.api_scope,
-        allowed_tenants=instance.settings.allowed_tenants,
-        clock=clock,
-    )
+    cache = _cache_with_clock(instance, clock)
     first = await cache.get_token()
     fresh_env.state.fail_next_token_requests(1, 50000)
     clock.offset = 3600 - 200
