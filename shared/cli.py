@@ -42,12 +42,33 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--tenant", help="tenant (default: DAEMON_TENANT_ID)")
     enqueue.add_argument("--correlation-id", help="default: a new id")
     enqueue.add_argument("--dry-run", action="store_true", help="plan and log, change nothing")
-    commands.add_parser("serve", help="run timers and queue listeners until SIGTERM")
+    serve = commands.add_parser("serve", help="run timers and queue listeners until SIGTERM")
     timer = commands.add_parser("run-timer", help="run a timer function once, now")
     timer.add_argument("name", nargs="?", default="sweep_timer")
     drain = commands.add_parser("drain", help="run queue workers until the queues are idle")
     drain.add_argument("queues", nargs="*")
+    for sub in (serve, timer, drain):
+        sub.add_argument(
+            "--azurite",
+            action="store_true",
+            help="start Azurite from this repo's node_modules for the run (in memory) and use "
+            "it as AzureWebJobsStorage; stopped on exit",
+        )
     return parser
+
+
+def _run_host(args: argparse.Namespace) -> int:
+    from shared.host.__main__ import main as host_main
+
+    extra = [args.name] if args.command == "run-timer" else list(getattr(args, "queues", []))
+    if not args.azurite:
+        return host_main([args.command, *extra])
+    from shared.host.azurite import Azurite
+
+    with Azurite() as azurite:
+        # this process's own environment: the functions read their settings from it
+        os.environ["AzureWebJobsStorage"] = azurite.connection_string  # noqa: SIM112
+        return host_main([args.command, *extra])
 
 
 def _enqueue(args: argparse.Namespace) -> int:
@@ -90,10 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(report.as_dict()) if args.json else report.render())
         return 0 if report.ok else 1
     if args.command in ("serve", "run-timer", "drain"):
-        from shared.host.__main__ import main as host_main
-
-        extra = [args.name] if args.command == "run-timer" else list(getattr(args, "queues", []))
-        return host_main([args.command, *extra])
+        return _run_host(args)
     if args.command == "enqueue":
         try:
             return _enqueue(args)

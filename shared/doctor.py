@@ -151,6 +151,12 @@ async def run_doctor(env: Mapping[str, str]) -> Report:
             "DAEMON_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE=false: the Key Vault SDK will not check "
             "that the vault's host matches the challenge resource; use only for emulators"
         )
+    for name in ("DAEMON_JOBS_QUEUE", "DAEMON_SWEEP_SCHEDULE"):
+        if not (env.get(name) or "").strip():
+            warnings.append(
+                f"{name} is not set: the function bindings read %{name}% and the host will "
+                "not index the function without it"
+            )
     checks.append(
         Check(
             "settings",

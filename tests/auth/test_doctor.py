@@ -132,3 +132,14 @@ def test_consent_url() -> None:
     )
     assert bad.returncode == 2
     assert "--tenant" in bad.stderr
+
+
+async def test_doctor_warns_when_binding_settings_are_missing(env: Env) -> None:
+    settings = env.settings("managed-identity")
+    report = await run_doctor(settings)
+    warnings = report.checks[0].warnings
+    assert any("DAEMON_JOBS_QUEUE is not set" in w for w in warnings)
+    assert any("DAEMON_SWEEP_SCHEDULE is not set" in w for w in warnings)
+    settings.update(DAEMON_JOBS_QUEUE="jobs", DAEMON_SWEEP_SCHEDULE="0 */5 * * * *")
+    report = await run_doctor(settings)
+    assert not any("is not set" in w for w in report.checks[0].warnings)

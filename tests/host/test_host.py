@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueClient
 
-from sandbox.azurite import Azurite
 from shared.errors import SettingError
 from shared.host import BindingError, FunctionsHost, HostError, HostOptions, QueueOptions
+from shared.host.azurite import Azurite
 from tests.host import app as test_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -305,3 +305,23 @@ def test_the_project_app_loads(azurite: Azurite) -> None:
         assert spec.trigger.type in ("timerTrigger", "queueTrigger")
         assert "%" not in json.dumps(dict(spec.trigger.properties))
     host.close()
+
+
+def test_cli_drain_with_its_own_azurite() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAEMON_", "AzureWebJobs"))}
+    env.update(
+        DAEMON_JOBS_QUEUE="cli-jobs",
+        DAEMON_SWEEP_SCHEDULE="0 */15 * * * *",
+        AzureWebJobsStorage="UseDevelopmentStorage=true",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "shared", "drain", "--azurite"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "invocations 0" in result.stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueServiceClient
 
-from sandbox.azurite import Azurite, AzuriteError
+from shared.host.azurite import Azurite, AzuriteError
 
 
 def test_runs_on_its_own_ports(azurite: Azurite) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sandbox.azurite import Azurite
+from shared.host.azurite import Azurite
 from shared.storage import (
     Checkpoint,
     RunRecord,

@@ -49,7 +49,7 @@ class AzuriteError(RuntimeError):
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -192,7 +192,7 @@ class Azurite:
             str(self.table_port),
         ]
         with self._output.open("wb") as output:
-            self._process = subprocess.Popen(  # fixed argument list, no shell
+            self._process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
                 args,
                 cwd=self._workspace,
                 stdin=subprocess.DEVNULL,
