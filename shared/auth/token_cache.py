@@ -212,8 +212,3 @@ class TokenCache:
             entry.refresh_at - fetched_at,
         )
         return entry
-
-    def expiry(self, tenant: str | None = None, scope: str | None = None) -> float | None:
-        """When the cached token for (tenant, scope) expires, if one is cached."""
-        entry = self._entries.get(self._key(tenant, scope))
-        return entry.expires_on if entry else None

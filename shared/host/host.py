@@ -157,12 +157,6 @@ class DrainResult:
         return max((s.max_in_flight for s in self.stats.values()), default=0)
 
 
-def _encode(text: str, options: QueueOptions) -> str:
-    if options.base64:
-        return base64.b64encode(text.encode("utf-8")).decode("ascii")
-    return text
-
-
 def _output_texts(spec: FunctionSpec, binding: str, value: Any) -> list[str]:
     items: Iterable[Any]
     if isinstance(value, str | bytes | func.QueueMessage):
