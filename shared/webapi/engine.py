@@ -188,6 +188,11 @@ def _references_exist(status: int, body: Any) -> bool:
     )
 
 
+def _reports_usage(headers: httpx.Headers) -> bool:
+    """Graph reports each request's cost; its silence about limits then means headroom."""
+    return "x-ms-resource-unit" in headers
+
+
 def _limit_percentage(headers: httpx.Headers) -> float | None:
     """``x-ms-throttle-limit-percentage`` in percent. Graph sends a fraction of the limit
     (0.8 = 80 %, up to 1.8 while throttled), only above 80 % use."""
@@ -893,6 +898,7 @@ class _Run:
         item_of = {o.id: str(i + 1) for i, o in enumerate(ops)}  # as numbered in _batch
         throttle: float | None = None
         percentage = _limit_percentage(answer.headers)
+        reports_usage = _reports_usage(answer.headers)
         failed_dependency: list[_Op] = []
         throttled: list[_Op] = []
         conflicts: list[tuple[_Op, int, Any]] = []
@@ -908,6 +914,7 @@ class _Run:
                 p = _limit_percentage(headers)
                 if p is not None:
                     percentage = p if percentage is None else max(percentage, p)
+                reports_usage = reports_usage or _reports_usage(headers)
                 if status == 424:
                     failed_dependency.append(o)
                 elif status == 429:
@@ -954,7 +961,9 @@ class _Run:
                     o.not_before = max(o.not_before, later)
             self._throttle(throttle, sent_at)
         else:
-            self.pacer.answered(limit_percentage=percentage, sent_at=sent_at)
+            self.pacer.answered(
+                limit_percentage=percentage, sent_at=sent_at, reports_usage=reports_usage
+            )
         await self._resolve_conflicts(conflicts)
 
     # -- direct mode ----------------------------------------------------------------------
@@ -1019,7 +1028,11 @@ class _Run:
             self._throttle(wait, sent_at)
             self._retry(o, status=429, error="throttled (HTTP 429)", delay=wait, body=answer.body)
             return
-        self.pacer.answered(limit_percentage=_limit_percentage(answer.headers), sent_at=sent_at)
+        self.pacer.answered(
+            limit_percentage=_limit_percentage(answer.headers),
+            sent_at=sent_at,
+            reports_usage=_reports_usage(answer.headers),
+        )
         conflicts: list[tuple[_Op, int, Any]] = []
         self._settle_answer(o, answer.status, answer.headers, answer.body, conflicts)
         await self._resolve_conflicts(conflicts)

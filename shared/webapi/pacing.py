@@ -47,6 +47,13 @@ class PacingConfig:
     hold_percentage: float = 90.0
     slow_percentage: float = 98.0
     slow_factor: float = 0.95
+    # Graph reports each request's cost (x-ms-resource-unit) and, above 80 % use of a limit,
+    # x-ms-throttle-limit-percentage. While an API that reports its usage says nothing about a
+    # limit being near, the budget's bucket has room (it starts full): the rate may climb to
+    # ``headroom_utilization`` × the budget. A limit at or above ``hold_percentage`` brings the
+    # ceiling back to ``utilization`` for ``headroom_cooldown`` seconds.
+    headroom_utilization: float = 2.0
+    headroom_cooldown: float = 60.0
 
     def __post_init__(self) -> None:
         if self.writes_per_second <= 0 or self.resource_units_per_second <= 0:
@@ -55,6 +62,8 @@ class PacingConfig:
             raise ValueError("utilization must be in (0, 1] and decrease_factor in (0, 1)")
         if not 0 < self.min_fraction <= 1 or self.burst_seconds <= 0:
             raise ValueError("min_fraction must be in (0, 1] and burst_seconds positive")
+        if self.headroom_utilization < self.utilization or self.headroom_cooldown < 0:
+            raise ValueError("headroom_utilization must be at least utilization")
 
 
 class _Bucket:
@@ -99,6 +108,7 @@ class TenantPacer:
         self._paused_until = now
         self._last_decrease = float("-inf")
         self._last_increase = float("-inf")
+        self._constrained_until = float("-inf")
         self._lock = asyncio.Lock()
         self.throttle_events = 0
         self.paused_seconds = 0.0
@@ -167,12 +177,22 @@ class TenantPacer:
             )
 
     def answered(
-        self, *, limit_percentage: float | None = None, sent_at: float | None = None
+        self,
+        *,
+        limit_percentage: float | None = None,
+        sent_at: float | None = None,
+        reports_usage: bool = False,
     ) -> None:
-        """An answer without 429: additive increase, unless the API says a limit is close."""
+        """An answer without 429: additive increase, unless the API says a limit is close.
+
+        ``reports_usage``: the answer carried the API's usage report (``x-ms-resource-unit``),
+        so the absence of ``x-ms-throttle-limit-percentage`` means the limits have room.
+        """
         cfg = self.config
+        now = self._clock()
+        if limit_percentage is not None and limit_percentage >= cfg.hold_percentage:
+            self._constrained_until = now + cfg.headroom_cooldown
         if limit_percentage is not None and limit_percentage >= cfg.slow_percentage:
-            now = self._clock()
             if sent_at is None or sent_at > self._last_decrease:
                 self._fraction = max(cfg.min_fraction, self._fraction * cfg.slow_factor)
                 self._last_decrease = now
@@ -188,5 +208,7 @@ class TenantPacer:
         # sent after the last change count
         if sent_at is not None and sent_at <= max(self._last_increase, self._last_decrease):
             return
-        self._fraction = min(cfg.utilization, self._fraction + cfg.increase_step)
-        self._last_increase = self._clock()
+        headroom = reports_usage and now >= self._constrained_until
+        ceiling = cfg.headroom_utilization if headroom else cfg.utilization
+        self._fraction = min(ceiling, self._fraction + cfg.increase_step)
+        self._last_increase = now

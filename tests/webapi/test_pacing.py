@@ -121,3 +121,31 @@ def test_graph_limit_percentage_header_is_a_fraction() -> None:
     )
     assert _limit_percentage(httpx.Headers({"x-ms-throttle-limit-percentage": "x"})) is None
     assert _limit_percentage(httpx.Headers()) is None
+
+
+async def test_headroom_while_the_api_reports_usage_and_no_limit_is_near() -> None:
+    time = FakeTime()
+    pacer = _pacer(
+        time, utilization=0.9, increase_step=0.5, headroom_utilization=2.0, headroom_cooldown=60.0
+    )
+    for _ in range(4):
+        time.now += 0.1
+        pacer.answered(reports_usage=False)
+    assert pacer.fraction == pytest.approx(0.9)  # an API that reports nothing: the budget
+    for _ in range(4):
+        time.now += 0.1
+        pacer.answered(reports_usage=True)
+    assert pacer.fraction == pytest.approx(2.0)  # Graph says nothing about limits: room
+    pacer.answered(reports_usage=True, limit_percentage=92.0)  # a limit is near: hold
+    assert pacer.fraction == pytest.approx(2.0)
+    time.now += 0.1
+    pacer.answered(reports_usage=True)  # below the hold line again, but within the cooldown
+    assert pacer.fraction == pytest.approx(0.9)
+    time.now += 61
+    pacer.answered(reports_usage=True)
+    assert pacer.fraction == pytest.approx(1.4)
+
+
+def test_headroom_cannot_be_below_utilization() -> None:
+    with pytest.raises(ValueError, match="headroom_utilization"):
+        PacingConfig(utilization=0.9, headroom_utilization=0.5)
