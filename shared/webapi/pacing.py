@@ -191,7 +191,9 @@ class TenantPacer:
         cfg = self.config
         now = self._clock()
         if limit_percentage is not None and limit_percentage >= cfg.hold_percentage:
+            # a limit is near: no more headroom for a while, and back to the budget at once
             self._constrained_until = now + cfg.headroom_cooldown
+            self._fraction = min(self._fraction, cfg.utilization)
         if limit_percentage is not None and limit_percentage >= cfg.slow_percentage:
             if sent_at is None or sent_at > self._last_decrease:
                 self._fraction = max(cfg.min_fraction, self._fraction * cfg.slow_factor)

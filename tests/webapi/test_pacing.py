@@ -136,8 +136,8 @@ async def test_headroom_while_the_api_reports_usage_and_no_limit_is_near() -> No
         time.now += 0.1
         pacer.answered(reports_usage=True)
     assert pacer.fraction == pytest.approx(2.0)  # Graph says nothing about limits: room
-    pacer.answered(reports_usage=True, limit_percentage=92.0)  # a limit is near: hold
-    assert pacer.fraction == pytest.approx(2.0)
+    pacer.answered(reports_usage=True, limit_percentage=92.0)  # a limit is near
+    assert pacer.fraction == pytest.approx(0.9)  # back to the budget at once
     time.now += 0.1
     pacer.answered(reports_usage=True)  # below the hold line again, but within the cooldown
     assert pacer.fraction == pytest.approx(0.9)
