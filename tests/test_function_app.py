@@ -57,13 +57,6 @@ def test_parameter_names_match_binding_names() -> None:
         assert inspect.iscoroutinefunction(user_function), "functions must be async"
 
 
-def test_timer_never_runs_on_startup() -> None:
-    for function in _functions():
-        for binding in json.loads(function.get_function_json())["bindings"]:
-            if binding["type"] == "timerTrigger":
-                assert binding["runOnStartup"] is False
-
-
 def test_binding_json_is_setting_driven_and_identity_capable() -> None:
     bindings = {
         f.get_function_name(): json.loads(f.get_function_json())["bindings"] for f in _functions()

@@ -607,33 +607,44 @@ class GraphApi:
         return params
 
     # -- users ------------------------------------------------------------------------------
+    def list_state(
+        self,
+        op: Operation,
+        caller: Caller,
+        options: dict[str, str],
+        kind: str,
+        select: Callable[[], list[str] | None],
+    ) -> PageState:
+        """The paging state of a list request: from its $skiptoken, or a first page's."""
+        if "$skiptoken" in options:
+            return self.take_page_state(options["$skiptoken"], caller, kind)
+        count = self.check_count(op, options)
+        top = (
+            parse_top(options["$top"], self.config.max_page_size)
+            if "$top" in options
+            else self.config.default_page_size
+        )
+        return PageState(
+            caller.tenant,
+            caller.app_id,
+            kind,
+            options.get("$filter"),
+            select(),
+            top,
+            count,
+            "",
+            self.clock(),
+        )
+
     def list_users(
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
     ) -> Result:
         tenant = self.tenant(caller)
         expand = self.check_expand(options)
-        if "$skiptoken" in options:
-            state = self.take_page_state(options["$skiptoken"], caller, "users")
-            count = state.count
-        else:
-            count = self.check_count(op, options)
-            top = (
-                parse_top(options["$top"], self.config.max_page_size)
-                if "$top" in options
-                else self.config.default_page_size
-            )
-            select = self.user_select(caller, options)
-            state = PageState(
-                caller.tenant,
-                caller.app_id,
-                "users",
-                options.get("$filter"),
-                select,
-                top,
-                count,
-                "",
-                self.clock(),
-            )
+        state = self.list_state(
+            op, caller, options, "users", lambda: self.user_select(caller, options)
+        )
+        count = state.count
         predicate = self.compile_filter(op, state.filter, USER_PROPERTIES, "User", count, caller)
         matching = [u for u in tenant.users.values() if predicate(u)]
         page, next_link = self.page_of(
@@ -862,31 +873,17 @@ class GraphApi:
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
     ) -> Result:
         tenant = self.tenant(caller)
-        if "$skiptoken" in options:
-            state = self.take_page_state(options["$skiptoken"], caller, "groups")
-        else:
-            count = self.check_count(op, options)
-            top = (
-                parse_top(options["$top"], self.config.max_page_size)
-                if "$top" in options
-                else self.config.default_page_size
-            )
-            select = (
+        state = self.list_state(
+            op,
+            caller,
+            options,
+            "groups",
+            lambda: (
                 parse_select(options["$select"], GROUP_PROPERTIES, "Group")
                 if "$select" in options
                 else None
-            )
-            state = PageState(
-                caller.tenant,
-                caller.app_id,
-                "groups",
-                options.get("$filter"),
-                select,
-                top,
-                count,
-                "",
-                self.clock(),
-            )
+            ),
+        )
         predicate = self.compile_filter(
             op, state.filter, GROUP_PROPERTIES, "Group", state.count, caller
         )
@@ -988,27 +985,9 @@ class GraphApi:
         tenant = self.tenant(caller)
         group = tenant.get_group(args[0])
         kind = f"members:{group['id']}"
-        if "$skiptoken" in options:
-            state = self.take_page_state(options["$skiptoken"], caller, kind)
-        else:
-            count = self.check_count(op, options)
-            top = (
-                parse_top(options["$top"], self.config.max_page_size)
-                if "$top" in options
-                else self.config.default_page_size
-            )
-            select = self.user_select(caller, options)
-            state = PageState(
-                caller.tenant,
-                caller.app_id,
-                kind,
-                options.get("$filter"),
-                select,
-                top,
-                count,
-                "",
-                self.clock(),
-            )
+        state = self.list_state(
+            op, caller, options, kind, lambda: self.user_select(caller, options)
+        )
         if state.filter is not None:
             predicate = self.compile_filter(
                 op, state.filter, USER_PROPERTIES, "User", state.count, caller
