@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 MODES := managed-identity keyvault-certificate keyvault-signing federated-managed-identity client-secret
 
-.PHONY: demo doctor-demo test lint check bench setup clean
+.PHONY: demo doctor-demo test lint infra-check check bench setup clean
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -35,10 +37,20 @@ doctor-demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) infra-check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# checkov in its own venv (its dependencies are not the app's); --skip-download: offline.
+$(INFRA_STAMP): requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/python -m pip install --quiet -r requirements-infra.txt
+	touch $(INFRA_STAMP)
+
+infra-check: $(INFRA_STAMP)
+	$(INFRA_VENV)/bin/checkov -d infra --framework bicep --skip-download --compact --quiet
 
 check: lint test
 
@@ -46,4 +58,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) .venv-py313 .pytest_cache .mypy_cache .ruff_cache
