@@ -56,7 +56,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# invalid_client answers after which a reloaded certificate may succeed (DESIGN.md §4).
+# invalid_client answers after which a reloaded certificate may succeed (expired, not yet
+# valid or unknown key; see the AADSTS error code reference:
+# https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
 ROTATION_CODES = frozenset({700027, 700024, 7000214, 1000502, 7000274, 7000277})
 # Never worth a reload: a bad secret, or an app that does not exist.
 NO_RELOAD_CODES = frozenset({7000215, 700016})
