@@ -28,10 +28,12 @@ demo: $(STAMP) $(NODE_STAMP)
 	$(PY) -m sandbox demo
 
 # `doctor` in every auth mode against the offline sandbox.
-doctor-demo: $(STAMP)
+doctor-demo: $(STAMP) $(NODE_STAMP)
 	@set -e; for mode in $(MODES); do \
 	  echo "== doctor, auth mode $$mode (offline sandbox) =="; \
-	  $(PY) -m sandbox exec --auth-mode $$mode -- $(PY) -m shared doctor; \
+	  DAEMON_JOBS_QUEUE=daemon-jobs DAEMON_SWEEP_SCHEDULE='0 */15 * * * *' \
+	  DAEMON_USER_DOMAIN=contoso.example \
+	  $(PY) -m sandbox exec --auth-mode $$mode -- $(PY) -m shared doctor --azurite; \
 	done
 
 test: $(STAMP) $(NODE_STAMP)

@@ -204,6 +204,7 @@ var daemonSettings = {
   DAEMON_API_RESOURCE_UNITS_PER_SECOND: '350'
   DAEMON_API_HTTP2: 'false'
   DAEMON_API_THROTTLE_PRIORITY: 'Low'
+  DAEMON_REPLICATION_RETRY_SECONDS: '60'
 }
 
 // The host's own settings: identity-based storage and Application Insights without keys.

@@ -11,7 +11,9 @@ table and ``local.settings.sample.json`` list the same names (a test compares th
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from shared.errors import SettingError
+from shared.host.schedule import ScheduleError, parse_schedule
 
 __all__ = [
     "PUBLIC_CLOUD_AUTHORITY",
@@ -104,6 +107,8 @@ SETTINGS: dict[str, str] = {
     "DAEMON_API_HTTP2": "true | false (default): use HTTP/2 with the API when it offers it",
     "DAEMON_API_THROTTLE_PRIORITY": "Low | Normal | High: sent as x-ms-throttle-priority "
     "(default: not sent)",
+    "DAEMON_REPLICATION_RETRY_SECONDS": "how long a 'does not exist' answer about an object "
+    "created in the same run is retried (Entra ID replication delay; default 60)",
 }
 
 DEFAULT_JOBS_QUEUE = "daemon-jobs"
@@ -144,6 +149,7 @@ class Settings:
     api_resource_units_per_second: float = 350.0
     api_http2: bool = False
     api_throttle_priority: str | None = None
+    replication_retry_seconds: float = 60.0
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback's locals
         secret = "'***'" if self.client_secret else "None"
@@ -224,14 +230,51 @@ def _guid(name: str, value: str) -> str:
         raise SettingError(name, f"{value!r} is not a GUID (an application/client id)") from None
 
 
+def _has_credentials(value: str) -> bool:
+    """True when a URL-like value carries ``user[:password]@`` before its host.
+
+    Looks at the raw text, not only at ``urlsplit``: ``user:pass@host`` without a scheme
+    parses as scheme ``user`` and would otherwise be echoed in an error.
+    """
+    rest = value.split("://", 1)[-1]
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in authority
+
+
+def _refuse_credentials(name: str, value: str) -> None:
+    if _has_credentials(value):
+        raise SettingError(  # the value is not shown: it holds a user name and password
+            name,
+            "must not carry credentials (user:password@ in the URL; the value is not shown). "
+            "Remove them: the daemon authenticates with its own identity, and a secret "
+            "belongs in Key Vault",
+        )
+
+
+def _without_query(value: str) -> str:
+    """The URL up to its path, for an error message (a query may hold a SAS signature)."""
+    return re.split(r"[?#]", value, maxsplit=1)[0]
+
+
 def _https_url(name: str, value: str) -> str:
-    parts = urlsplit(value)
+    _refuse_credentials(name, value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise SettingError(
+            name, f"{_without_query(value)!r} is not a URL ({exc}); expected https://<host>"
+        ) from None
     if parts.scheme != "https":
-        raise SettingError(name, f"{value!r} must be an https:// URL")
+        raise SettingError(name, f"{_without_query(value)!r} must be an https:// URL")
     if not parts.hostname:
-        raise SettingError(name, f"{value!r} has no host name")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise SettingError(name, f"{value!r} must not carry a query, fragment or credentials")
+        raise SettingError(name, f"{_without_query(value)!r} has no host name")
+    if parts.query or parts.fragment:
+        raise SettingError(
+            name,
+            f"{_without_query(value)!r} must not carry a query or fragment (the part after "
+            "'?' or '#' is not shown)",
+        )
     return value.rstrip("/")
 
 
@@ -246,20 +289,29 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingError(name, f"{value!r} is not a boolean: expected true or false")
 
 
-def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+def _positive_number(
+    env: Mapping[str, str], name: str, default: float, maximum: float = 1_000_000.0
+) -> float:
     value = _get(env, name)
     if value is None:
         return default
+    if len(value) > 40:
+        raise SettingError(name, f"{value[:40]!r}… is not a number (too long)")
     try:
         number = float(value)
     except ValueError:
         raise SettingError(name, f"{value!r} is not a number") from None
+    if not math.isfinite(number):  # inf, nan, 1e999: arithmetic on them fails far away
+        raise SettingError(name, f"{value!r} is not a finite number: expected a plain number")
     if not number > 0:
         raise SettingError(name, f"{value!r} must be greater than 0")
+    if number > maximum:
+        raise SettingError(name, f"{value!r} is implausibly large: at most {maximum:g}")
     return number
 
 
 def _scope(name: str, value: str) -> str:
+    _refuse_credentials(name, value)
     if " " in value.strip() or "," in value:
         raise SettingError(
             name,
@@ -285,7 +337,9 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int)
     value = _get(env, name)
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
+    if not (value.isascii() and value.isdigit() and len(value) <= 12) or not (
+        1 <= int(value) <= maximum
+    ):
         raise SettingError(name, f"{value!r} is not a whole number from 1 to {maximum}")
     return int(value)
 
@@ -298,13 +352,7 @@ def _job_settings(env: Mapping[str, str]) -> dict[str, object]:
             f"{queue!r} is not a storage queue name (3-63 lowercase letters, digits and "
             "single dashes, starting and ending with a letter or digit)",
         )
-    schedule = _get(env, "DAEMON_SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE
-    if len(schedule.split()) != 6:
-        raise SettingError(
-            "DAEMON_SWEEP_SCHEDULE",
-            f"{schedule!r} is not an NCRONTAB expression with six fields "
-            "(second minute hour day month day-of-week), such as '0 */15 * * * *'",
-        )
+    schedule = _sweep_schedule(_get(env, "DAEMON_SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE)
     domain = _get(env, "DAEMON_USER_DOMAIN")
     if domain is not None and not _DOMAIN_RE.match(domain.lower()):
         raise SettingError("DAEMON_USER_DOMAIN", f"{domain!r} is not a domain name")
@@ -338,13 +386,46 @@ def _job_settings(env: Mapping[str, str]) -> dict[str, object]:
         "sweep_chunk_size": _positive_int(env, "DAEMON_SWEEP_CHUNK_SIZE", 100, 1000),
         "operations_allowed_methods": methods,
         "operations_allowed_paths": paths,
-        "api_writes_per_second": _positive_number(env, "DAEMON_API_WRITES_PER_SECOND", 20.0),
+        "api_writes_per_second": _positive_number(
+            env, "DAEMON_API_WRITES_PER_SECOND", 20.0, 100_000.0
+        ),
         "api_resource_units_per_second": _positive_number(
-            env, "DAEMON_API_RESOURCE_UNITS_PER_SECOND", 350.0
+            env, "DAEMON_API_RESOURCE_UNITS_PER_SECOND", 350.0, 1_000_000.0
         ),
         "api_http2": _bool(env, "DAEMON_API_HTTP2", False),
         "api_throttle_priority": _throttle_priority(env),
+        "replication_retry_seconds": _positive_number(
+            env, "DAEMON_REPLICATION_RETRY_SECONDS", 60.0, 600.0
+        ),
     }
+
+
+def _sweep_schedule(value: str) -> str:
+    """The timer's NCRONTAB, checked as the host checks it: six fields (with seconds) or five.
+
+    NCRONTAB per https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer
+    (#ncrontab-expressions). A ``hh:mm:ss`` TimeSpan is refused although the host takes it on
+    a dedicated App Service plan: the same page says it works only there, and this app runs
+    on Flex Consumption or Premium (the stricter choice). A schedule that never fires (such
+    as 31 February) is refused too.
+    """
+    name = "DAEMON_SWEEP_SCHEDULE"
+    if ":" in value and " " not in value.strip():
+        raise SettingError(
+            name,
+            f"{value!r} is a TimeSpan, which the timer trigger accepts only on a dedicated App "
+            "Service plan: use NCRONTAB such as '0 */15 * * * *'",
+        )
+    try:
+        schedule = parse_schedule(value, key=name)
+        schedule.next_after(dt.datetime.now(dt.timezone.utc))
+    except ScheduleError as exc:
+        raise SettingError(
+            name,
+            f"is not a schedule the Functions host accepts: {exc.where}: {exc.problem} "
+            "(NCRONTAB: second minute hour day month day-of-week, such as '0 */15 * * * *')",
+        ) from None
+    return value
 
 
 def _throttle_priority(env: Mapping[str, str]) -> str | None:
@@ -461,6 +542,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         client_secret=client_secret,
         send_x5c=_bool(env, "DAEMON_SEND_X5C", False),
-        certificate_check_seconds=_positive_number(env, "DAEMON_CERTIFICATE_CHECK_SECONDS", 3600.0),
+        certificate_check_seconds=_positive_number(
+            env, "DAEMON_CERTIFICATE_CHECK_SECONDS", 3600.0, 366 * 86400.0
+        ),
         **_job_settings(env),  # type: ignore[arg-type]
     )

@@ -198,7 +198,14 @@ def test_job_settings() -> None:
     [
         ("DAEMON_JOBS_QUEUE", "Jobs_Queue", "storage queue name"),
         ("DAEMON_JOBS_QUEUE", "a--b", "storage queue name"),
-        ("DAEMON_SWEEP_SCHEDULE", "*/5 * * * *", "six fields"),
+        ("DAEMON_SWEEP_SCHEDULE", "*/5 * * *", "has 4 fields"),
+        ("DAEMON_SWEEP_SCHEDULE", "0 61 * * * *", "minute field"),
+        ("DAEMON_SWEEP_SCHEDULE", "0 0 0 31 Feb *", "never fires"),
+        ("DAEMON_SWEEP_SCHEDULE", "0 */0 * * * *", "step"),
+        ("DAEMON_SWEEP_SCHEDULE", "0 ² * * * *", "not a number"),
+        ("DAEMON_SWEEP_SCHEDULE", "00:15:00", "TimeSpan"),
+        ("DAEMON_MAX_CHANGES_PER_RUN", "²", "whole number"),
+        ("DAEMON_MAX_CHANGES_PER_RUN", "9" * 5000, "whole number"),
         ("DAEMON_USER_DOMAIN", "not a domain", "not a domain"),
         ("DAEMON_MAX_CHANGES_PER_RUN", "0", "whole number"),
         ("DAEMON_SWEEP_CHUNK_SIZE", "lots", "whole number"),
@@ -223,3 +230,70 @@ def test_api_http2_and_priority() -> None:
     with pytest.raises(SettingError, match="DAEMON_API_THROTTLE_PRIORITY") as caught:
         load_settings(base(DAEMON_API_THROTTLE_PRIORITY="urgent"))
     assert "Low, Normal, High" in str(caught.value)
+
+
+def test_five_field_ncrontab_is_accepted_as_the_host_does() -> None:
+    assert load_settings(base(DAEMON_SWEEP_SCHEDULE="*/5 * * * *")).sweep_schedule == (
+        "*/5 * * * *"
+    )
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "DAEMON_API_WRITES_PER_SECOND",
+        "DAEMON_API_RESOURCE_UNITS_PER_SECOND",
+        "DAEMON_CERTIFICATE_CHECK_SECONDS",
+    ],
+)
+@pytest.mark.parametrize("value", ["inf", "Infinity", "-inf", "nan", "NaN", "1e999"])
+def test_non_finite_numbers_are_refused_at_parse(setting: str, value: str) -> None:
+    with pytest.raises(SettingError) as caught:
+        load_settings(base(**{setting: value}))
+    assert caught.value.setting == setting
+    assert str(caught.value).startswith(f"app setting {setting}:")
+    assert "finite" in str(caught.value) or "greater than 0" in str(caught.value)
+
+
+def test_implausibly_large_numbers_are_refused() -> None:
+    with pytest.raises(SettingError, match=r"DAEMON_API_WRITES_PER_SECOND.*at most 100000"):
+        load_settings(base(DAEMON_API_WRITES_PER_SECOND="1e300"))
+
+
+PASSWORD = "Hunter2-secret-pw"  # a test value that must never be echoed
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("DAEMON_KEY_VAULT_URL", f"https://admin:{PASSWORD}@myvault.vault.azure.net"),
+        ("DAEMON_KEY_VAULT_URL", f"http://admin:{PASSWORD}@myvault.vault.azure.net"),
+        ("DAEMON_KEY_VAULT_URL", f"admin:{PASSWORD}@myvault.vault.azure.net"),
+        ("DAEMON_KEY_VAULT_URL", f"https://{PASSWORD}@myvault.vault.azure.net/"),
+        ("DAEMON_API_BASE_URL", f"https://u:{PASSWORD}@graph.microsoft.com/v1.0"),
+        ("DAEMON_AUTHORITY_HOST", f"https://u:{PASSWORD}@login.microsoftonline.com"),
+        ("DAEMON_API_SCOPE", f"https://u:{PASSWORD}@graph.microsoft.com/.default"),
+    ],
+)
+def test_urls_with_credentials_are_refused_and_never_echoed(setting: str, value: str) -> None:
+    with pytest.raises(SettingError) as caught:
+        load_settings(base(**{setting: value}))
+    assert caught.value.setting == setting
+    assert "must not carry credentials" in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+    assert "admin" not in str(caught.value)
+    assert PASSWORD not in repr(caught.value)
+
+
+def test_a_query_is_refused_without_showing_it() -> None:
+    with pytest.raises(SettingError) as caught:
+        load_settings(base(DAEMON_KEY_VAULT_URL=f"https://v.vault.azure.net/?sig={PASSWORD}"))
+    assert "query" in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+
+
+def test_a_malformed_url_is_a_setting_error() -> None:
+    with pytest.raises(SettingError, match=r"DAEMON_API_BASE_URL.*not a URL"):
+        load_settings(base(DAEMON_API_BASE_URL="https://[::1/v1.0"))
+    with pytest.raises(SettingError, match=r"DAEMON_KEY_VAULT_URL.*not a URL"):
+        load_settings(base(DAEMON_KEY_VAULT_URL="https://v.vault.azure.net:port"))

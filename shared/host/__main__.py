@@ -5,6 +5,12 @@ plain Linux daemon). App settings come from the environment.
     python -m shared.host run-timer NAME        # one timer run
     python -m shared.host drain [QUEUE ...]     # process queues until idle
     python -m shared.host enqueue QUEUE TEXT    # send a message encoded as the host expects
+
+Logs go to stderr at INFO (each job's summary line), DEBUG with --verbose. Exit status:
+0 done; 1 something failed — drain: a message was poisoned, a function failed on a delivery
+(even one retried later) or the queues were not idle in time; run-timer: the function raised
+or logged an error (the sweep logs one per tenant whose sweep failed, so one failed tenant
+is enough); any command: storage did not answer; 2 the app, host.json or a setting is wrong.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,12 +28,40 @@ from typing import Any
 
 from shared.errors import ConfigurationError
 from shared.host.host import FunctionsHost
+from shared.logs import configure_logging
+
+__all__ = ["main", "redact"]
+
+logger = logging.getLogger("shared.host")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIGURATION = 2
+
+
+class _ErrorCounter(logging.Handler):
+    """Counts ERROR (and worse) records while it is attached to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
 
 
 def _load_app(spec: str) -> Any:
     module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attribute or "app")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"--app {spec}: cannot import {module_name}: {exc}") from None
+    try:
+        return getattr(module, attribute or "app")
+    except AttributeError:
+        raise ConfigurationError(
+            f"--app {spec}: module {module_name} has no attribute {attribute or 'app'!r}"
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--app", default="function_app:app", help="module:attribute")
     parser.add_argument("--host-json", type=Path, default=None, help="default: ./host.json")
-    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "--storage-timeout",
+        type=float,
+        default=5.0,
+        help="seconds the storage check before the run may take (default 5)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run timers and queue listeners until SIGTERM/SIGINT")
     timer = commands.add_parser("run-timer", help="run one timer function once")
@@ -51,16 +92,65 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _check_storage(host: FunctionsHost, timeout: float) -> None:
+    """Fail fast, in one line, when a storage connection the app uses does not answer
+    (the SDKs' own retries would take minutes before a traceback)."""
+    from shared.doctor import probe_storage
+
+    queues: dict[str, set[str]] = {}
+    for spec in host.functions.values():
+        if spec.queue_name:
+            queues.setdefault(spec.trigger.connection, set()).add(spec.queue_name)
+        for binding in spec.outputs:
+            if binding.type == "queue":
+                queues.setdefault(binding.connection, set())
+    for connection, names in sorted(queues.items()):
+        await probe_storage(
+            host.env,
+            connection=connection,
+            queues=tuple(sorted(names)),
+            tables=False,
+            timeout=timeout,
+        )
+
+
+async def _run_timer(host: FunctionsHost, name: str) -> int:
+    counter = _ErrorCounter()
+    root = logging.getLogger()
+    root.addHandler(counter)
+    try:
+        sent = await host.run_timer(name)
+    except ConfigurationError:
+        raise  # main() prints it in one line: exit status 2
+    except Exception as exc:
+        logger.error("Timer function %s failed: %s: %s", name, type(exc).__name__, exc)
+        logger.debug("Timer function %s failure details", name, exc_info=exc)
+        return EXIT_FAILED
+    finally:
+        root.removeHandler(counter)
+    for queue, texts in sent.items():
+        print(f"{queue}: {len(texts)} message(s)")
+    if counter.count:
+        logger.error(
+            "Timer function %s logged %d error(s) (see above): exit status %d",
+            name,
+            counter.count,
+            EXIT_FAILED,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 async def _main(args: argparse.Namespace) -> int:
     host_json = args.host_json or (Path.cwd() / "host.json")
     host = FunctionsHost(os.environ, app=_load_app(args.app), host_json=host_json)
     try:
+        if args.command != "enqueue":
+            await _check_storage(host, args.storage_timeout)
         if args.command == "serve":
             await host.serve()
         elif args.command == "run-timer":
-            sent = await host.run_timer(args.name)
-            for queue, texts in sent.items():
-                print(f"{queue}: {len(texts)} message(s)")
+            return await _run_timer(host, args.name)
         elif args.command == "drain":
             result = await host.run_queue_until_idle(*args.queues, timeout=args.timeout)
             print(
@@ -68,28 +158,50 @@ async def _main(args: argparse.Namespace) -> int:
                 f"{result.failed}, poisoned {result.poisoned}"
                 + (" (timed out)" if result.timed_out else "")
             )
-            return 1 if result.timed_out else 0
+            if result.poisoned or result.failed or result.timed_out:
+                logger.error(
+                    "drain: %d message(s) poisoned, %d failed delivery(ies)%s: exit status %d",
+                    result.poisoned,
+                    result.failed,
+                    ", not idle in time" if result.timed_out else "",
+                    EXIT_FAILED,
+                )
+                return EXIT_FAILED
         elif args.command == "enqueue":
             await host.enqueue(args.queue, args.text)
     finally:
         host.close()
-    return 0
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("azure").setLevel(logging.WARNING)
-    sys.path.insert(0, str(Path.cwd()))
+    configure_logging(verbose=args.verbose)
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    from azure.core.exceptions import AzureError
+
+    from shared.doctor import StorageUnreachableError
+
     try:
         return asyncio.run(_main(args))
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
+    except StorageUnreachableError as exc:
+        print(f"error: storage unreachable: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except AzureError as exc:  # storage failed mid-run
+        print(f"error: storage: {type(exc).__name__}: {redact(exc.message)}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+_SAS_SIGNATURE = re.compile(r"(?i)\b(sig|signature)=[^&\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with SAS signatures masked (an SDK error may quote a request URL)."""
+    return _SAS_SIGNATURE.sub(r"\1=***", text)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
-"""Timer schedules: six-field NCRONTAB (``{second} {minute} {hour} {day} {month} {dow}``) or
-a ``hh:mm:ss`` interval, evaluated in UTC.
+"""Timer schedules: NCRONTAB (``{second} {minute} {hour} {day} {month} {dow}``, or the five
+fields without seconds) or a ``hh:mm:ss`` interval, evaluated in UTC.
+
+The Functions timer trigger documents six-field NCRONTAB
+(https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#ncrontab-expressions);
+its host also takes five fields, as cron without seconds (the storage extension's
+``CronSchedule.HasSeconds`` counts the fields: five means no seconds field), so five-field
+expressions run at second 0.
 
 Fields take ``*``, numbers, ranges ``a-b``, lists ``a,b`` and steps ``*/n`` / ``a-b/n``;
 months and days of week also take English three-letter names (Sunday is 0). As in NCrontab,
@@ -28,13 +34,24 @@ _FIELDS = (
 
 
 class ScheduleError(HostConfigError):
-    pass
+    """A schedule that cannot run; ``where`` names the setting (and field), ``problem`` says
+    what is wrong (so a caller can report it under its own setting name)."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(where, problem)
+
+
+def _small_number(text: str) -> bool:
+    """ASCII digits only, and short (``str.isdigit`` alone takes '²' and 5,000-digit runs)."""
+    return text.isascii() and text.isdigit() and len(text) <= 4
 
 
 def _value(text: str, low: int, names: list[str] | None, where: str) -> int:
     if names and text.lower() in names:
         return names.index(text.lower()) + low
-    if not text.isdigit():
+    if not _small_number(text):
         raise ScheduleError(where, f"{text!r} is not a number")
     return int(text)
 
@@ -48,7 +65,7 @@ def _field(
         base, _, step_text = part.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) < 1:
+            if not _small_number(step_text) or int(step_text) < 1:
                 raise ScheduleError(where, f"step {step_text!r} must be a positive number")
             step = int(step_text)
         if base == "*":
@@ -72,6 +89,7 @@ class Schedule:
     expression: str
     interval: float | None = None
     fields: tuple[frozenset[int], ...] = ()
+    key: str = "schedule"
 
     def next_after(self, moment: datetime) -> datetime:
         moment = moment.astimezone(timezone.utc)
@@ -98,7 +116,7 @@ class Schedule:
                 t += timedelta(seconds=1)
                 continue
             return t
-        raise ScheduleError("schedule", f"{self.expression!r} never fires")
+        raise ScheduleError(self.key, f"{self.expression!r} never fires")
 
 
 def parse_schedule(expression: str, *, key: str = "schedule") -> Schedule:
@@ -108,16 +126,19 @@ def parse_schedule(expression: str, *, key: str = "schedule") -> Schedule:
         interval = parse_timespan(key, text)
         if interval is None or interval <= 0:
             raise ScheduleError(key, f"{expression!r}: an interval must be positive")
-        return Schedule(expression=text, interval=interval)
+        return Schedule(expression=text, interval=interval, key=key)
     parts = text.split()
-    if len(parts) != 6:
+    if len(parts) == 5:  # cron without seconds: runs at second 0
+        parts = ["0", *parts]
+    elif len(parts) != 6:
         raise ScheduleError(
             key,
             f"{expression!r} has {len(parts)} fields: NCRONTAB needs six "
-            "({second} {minute} {hour} {day} {month} {day-of-week}), e.g. '0 */5 * * * *'",
+            "({second} {minute} {hour} {day} {month} {day-of-week}), e.g. '0 */5 * * * *', "
+            "or five without the seconds",
         )
     fields = tuple(
         _field(part, name, low, high, names, key)
         for part, (name, low, high, names) in zip(parts, _FIELDS, strict=True)
     )
-    return Schedule(expression=text, fields=fields)
+    return Schedule(expression=text, fields=fields, key=key)
