@@ -3,12 +3,17 @@
 ``serve`` starts and seeds a sandbox, prints its URL, CA path and the settings for every auth
 mode as JSON (secrets redacted unless ``--show-secrets``), and serves until Ctrl-C.
 ``exec`` starts and seeds a sandbox, runs CMD with ``os.environ`` plus the settings for the
-mode, stops the sandbox and exits with CMD's status.
+mode, stops the sandbox and exits with CMD's status. ``demo`` runs the main job offline.
+
+``--replication-delay SECONDS`` (serve, exec, demo): how long a user or group created through
+the directory API stays invisible to reads by id, lists and member references, as Entra ID's
+replication makes it (default: GraphConfig's, 1 s; 0 turns it off).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from sandbox.graph import GraphConfig
 from sandbox.seed import AUTH_MODES, SECRET_SETTING_NAMES, seed_default, settings_for
 from sandbox.server import Sandbox
 
@@ -61,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=int, default=3000, help="users in the directory")
     demo.add_argument("--leavers", type=int, default=400, help="leavers among them")
     demo.add_argument("--auth-mode", default="keyvault-certificate", choices=AUTH_MODES)
+    for sub in (serve, run, demo):
+        sub.add_argument(
+            "--replication-delay",
+            type=_seconds,
+            default=None,
+            metavar="SECONDS",
+            help="seconds a new user or group is not yet readable or referenceable "
+            f"(default {GraphConfig().replication_delay:g}; 0: off)",
+        )
     for sub in (serve, run):
         sub.add_argument(
             "--fault",
@@ -71,6 +86,16 @@ def _parser() -> argparse.ArgumentParser:
             "(see sandbox/graph/config.py FaultConfig); repeatable",
         )
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number of seconds >= 0")
+    return value
 
 
 def _faults(items: Sequence[str]) -> dict[str, float]:
@@ -157,8 +182,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sandbox.demo import DemoConfig, run_demo
 
         config = DemoConfig(users=args.users, leavers=args.leavers, auth_mode=args.auth_mode)
+        if args.replication_delay is not None:
+            config = dataclasses.replace(config, replication_delay=args.replication_delay)
         return run_demo(as_json=args.json, config=config)
-    with Sandbox(port=args.port, token_lifetime=args.token_lifetime) as sandbox:
+    graph_config = GraphConfig()
+    if getattr(args, "replication_delay", None) is not None:
+        graph_config.replication_delay = args.replication_delay
+    with Sandbox(
+        port=args.port, token_lifetime=args.token_lifetime, graph_config=graph_config
+    ) as sandbox:
         faults = _faults(getattr(args, "fault", []))
         if faults:
             sandbox.graph.faults.set(**faults)

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.graph import GraphConfig
-from sandbox.seed import seed_default, settings_for
+from sandbox.seed import USER_DOMAIN, seed_default, settings_for
 from sandbox.server import Sandbox
 from shared.host.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parents[1]
-DOMAIN = "contoso.example"
+DOMAIN = USER_DOMAIN  # a verified domain of the seeded home tenant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +39,15 @@ class DemoConfig:
     groups: int = 3
     time_factor: float = 10.0  # Graph's budgets, compressed in time by this factor
     auth_mode: str = "keyvault-certificate"
+    # seconds a new user or group is not yet readable or referenceable (not compressed)
+    replication_delay: float = GraphConfig().replication_delay
 
 
-def _graph_config(factor: float) -> GraphConfig:
+def _graph_config(factor: float, replication_delay: float) -> GraphConfig:
     # Graph's identity-service budgets for a large tenant, every window ÷ factor
-    return GraphConfig().scaled(budget=1.0, time=1.0 / factor)
+    config = GraphConfig().scaled(budget=1.0, time=1.0 / factor)
+    config.replication_delay = replication_delay
+    return config
 
 
 def _jobs(
@@ -126,7 +130,7 @@ async def _run(cfg: DemoConfig, sandbox: Sandbox, azurite: Azurite, quiet: bool)
     )
     groups = [g["id"] for g in sandbox.graph.directory.seed_groups(tenant, cfg.groups)]
     queue = f"demo-jobs-{uuid.uuid4().hex[:8]}"
-    budget = _graph_config(cfg.time_factor)
+    budget = _graph_config(cfg.time_factor, cfg.replication_delay)
     settings: dict[str, str] = {
         **settings_for(seed, sandbox, cfg.auth_mode),
         "AzureWebJobsStorage": azurite.connection_string,
@@ -181,6 +185,7 @@ async def _run(cfg: DemoConfig, sandbox: Sandbox, azurite: Azurite, quiet: bool)
         "sandbox_token_requests": sandbox.state.counter("token_requests"),
         "graph_429s": sandbox.graph.stats.throttled,
         "time_factor": cfg.time_factor,
+        "replication_delay": cfg.replication_delay,
     }
     await instance.aclose()
     host.close()
@@ -211,7 +216,8 @@ def _render(summary: Mapping[str, Any]) -> str:
 
 def run_demo(*, as_json: bool = False, config: DemoConfig | None = None) -> int:
     cfg = config or DemoConfig()
-    with Sandbox(graph_config=_graph_config(cfg.time_factor)) as sandbox, Azurite() as azurite:
+    graph_config = _graph_config(cfg.time_factor, cfg.replication_delay)
+    with Sandbox(graph_config=graph_config) as sandbox, Azurite() as azurite:
         summary = asyncio.run(_run(cfg, sandbox, azurite, quiet=False))
     print(_render(summary))
     if as_json:

@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLOCK_SKEW = 300.0  # seconds of tolerated clock skew for nbf/exp
-MAX_ASSERTION_LIFETIME = 600.0  # assertions may live at most 10 minutes
 CERT_DOCS = (
     "Review the documentation at "
     "https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
@@ -564,9 +563,15 @@ class EntraService:
                 700023,
                 "Client assertion audience claim does not match Realm issuer. " + CERT_DOCS,
             )
-        self._check_times(claims, require_short_lifetime=True)
+        self._check_times(claims)
 
-    def _check_times(self, claims: dict[str, Any], *, require_short_lifetime: bool) -> None:
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """Refuse an expired or not-yet-valid assertion; any lifetime is accepted.
+
+        "Microsoft Entra ID doesn't place restrictions on the exp time currently"
+        (learn.microsoft.com/entra/identity-platform/certificate-credentials, claims table):
+        azure-identity's async CertificateCredential signs 30-minute assertions. Replay (jti)
+        and audience are checked by the callers."""
         now = self.state.clock()
         try:
             exp = float(claims["exp"])
@@ -590,16 +595,6 @@ class EntraService:
                 700024,
                 "Client assertion is not within its valid time range. " + valid_range + CERT_DOCS,
             )
-        if require_short_lifetime and exp - nbf > MAX_ASSERTION_LIFETIME + 60:
-            raise EntraError(
-                401,
-                "invalid_client",
-                700024,
-                "Client assertion is not within its valid time range. "
-                + valid_range
-                + f"The assertion's lifetime exceeds {int(MAX_ASSERTION_LIFETIME)} seconds. "
-                + CERT_DOCS,
-            )
 
     def _check_federated_assertion(self, assertion: str, app: AppRegistration) -> None:
         issuer = self.state.issuer
@@ -612,7 +607,7 @@ class EntraService:
                 700027,
                 f"Client assertion failed signature validation. [Reason - {exc}]",
             ) from None
-        self._check_times(claims, require_short_lifetime=False)
+        self._check_times(claims)
         if issuer.is_revoked(claims):
             raise EntraError(
                 401,

@@ -5,6 +5,9 @@ Challenge authentication as the real service does it: a request without a valid 
 resource="https://vault.azure.net"``; a revoked token gets a CAE claims challenge
 (``error="insufficient_claims", claims="..."``). Authorization is Azure RBAC per caller
 ``oid``; refusals carry Key Vault's error shape ``{"error": {"code", "message", "innererror"}}``.
+A token issued by another tenant than the vault's gets ``401`` AKV10032 "Invalid issuer"; a
+disabled certificate version is returned (``attributes.enabled=false``) but its secret is
+refused (``403`` ``SecretDisabled``).
 """
 
 from __future__ import annotations
@@ -163,6 +166,18 @@ class KeyVaultService:
                 f"AKV10022: Token validation failed: {exc}.",
                 headers={"WWW-Authenticate": challenge},
             ) from None
+        if state.vault_tenant_id is not None and claims.get("tid") != state.vault_tenant_id:
+            # A token from another tenant: Key Vault answers 401 AKV10032 "Invalid issuer"
+            # with its challenge (the vault trusts only its own tenant's issuer).
+            state.count("kv.challenges", "kv.invalid_issuer")
+            expected = state.token_issuer_url(state.vault_tenant_id)
+            raise VaultError(
+                401,
+                "Unauthorized",
+                f"AKV10032: Invalid issuer. Expected one of {expected}, found "
+                f"{claims.get('iss', '')}.",
+                headers={"WWW-Authenticate": challenge},
+            )
         oid = str(claims.get("oid", ""))
         if not state.vault_allows(oid, action):
             state.count("kv.forbidden")
@@ -255,8 +270,8 @@ class KeyVaultService:
             version_id = request.path_params.get("version")
             self._authorize(request, "get_certificate", READ_CERTIFICATE, f"certificates/{name}")
             version = self._certificate_version(name, version_id)
-            if not version.enabled:
-                raise _disabled("get", "certificate", "CertificateDisabled")
+            # A disabled version is still returned, with attributes.enabled=false: Key Vault
+            # refuses only its secret (403 Forbidden/SecretDisabled, see get_secret).
             base = self._base(request)
             return JSONResponse(
                 {

@@ -6,6 +6,7 @@ the daemon needs to run against the sandbox in one of its authentication modes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sandbox.server import Sandbox
@@ -18,12 +19,20 @@ from sandbox.state import (
     TOKEN_EXCHANGE_RESOURCE,
 )
 
-GRAPH_ROLES: tuple[str, ...] = (
+# Reading employeeLeaveDateTime needs User-LifeCycleInfo.Read.All, writing it
+# User-LifeCycleInfo.ReadWrite.All (learn.microsoft.com/graph/api/resources/user, property
+# notes); the default app has them so the sweep's leaver rule works.
+LIFECYCLE_ROLES: tuple[str, ...] = ("User-LifeCycleInfo.ReadWrite.All",)
+GRAPH_ROLES_WITHOUT_LIFECYCLE: tuple[str, ...] = (
     "User.ReadWrite.All",
     "Group.ReadWrite.All",
     "User.RevokeSessions.All",
     "Directory.Read.All",
 )
+GRAPH_ROLES: tuple[str, ...] = GRAPH_ROLES_WITHOUT_LIFECYCLE + LIFECYCLE_ROLES
+# The home tenant's verified domain for new users (DAEMON_USER_DOMAIN in the demo and tests);
+# every tenant also has its <name>.onmicrosoft.com.
+USER_DOMAIN = "contoso.example"
 CERTIFICATE_NAME = "daemon-cert"
 SIGNING_CERTIFICATE_NAME = "daemon-signing-cert"
 API_SCOPE = "https://graph.microsoft.com/.default"
@@ -80,13 +89,25 @@ class Seed:
         return (self.home_tenant_id, self.second_tenant_id)
 
 
-def seed_default(sandbox: Sandbox) -> Seed:
-    """Populate a started sandbox with the default scenario."""
+def seed_default(sandbox: Sandbox, *, graph_roles: Iterable[str] = GRAPH_ROLES) -> Seed:
+    """Populate a started sandbox with the default scenario.
+
+    ``graph_roles`` are the Graph application permissions consented to the app and the
+    managed identities in every tenant; pass :data:`GRAPH_ROLES_WITHOUT_LIFECYCLE` for an app
+    that may not read or write ``employeeLeaveDateTime``. Verified domains of the directory:
+    ``contoso.example`` and ``contoso.onmicrosoft.com`` in the home tenant,
+    ``<name>.onmicrosoft.com`` in the others.
+    """
+    roles = tuple(graph_roles)
     state = sandbox.state
     home = state.add_tenant("Contoso")
     second = state.add_tenant("Fabrikam")
     third = state.add_tenant("Northwind")
     state.vault_tenant_id = home.tenant_id
+    directory = sandbox.graph.directory
+    directory.add_verified_domains(home.tenant_id, USER_DOMAIN, home.domain)
+    for tenant in (second, third):
+        directory.add_verified_domains(tenant.tenant_id, tenant.domain)
 
     app = state.add_app("graph-daemon", home.tenant_id, multi_tenant=True)
     client_secret = state.add_client_secret(app.client_id)
@@ -118,9 +139,9 @@ def seed_default(sandbox: Sandbox) -> Seed:
     )
     for mi in (system_mi, user_mi):
         state.grant_vault_role(mi.object_id, CERTIFICATE_USER, SECRETS_USER, CRYPTO_USER)
-        state.consent(home.tenant_id, mi.object_id, GRAPH_ROLES, resource=GRAPH_RESOURCE)
+        state.consent(home.tenant_id, mi.object_id, roles, resource=GRAPH_RESOURCE)
     for tenant in (home, second):
-        state.consent(tenant.tenant_id, app.client_id, GRAPH_ROLES, resource=GRAPH_RESOURCE)
+        state.consent(tenant.tenant_id, app.client_id, roles, resource=GRAPH_RESOURCE)
 
     return Seed(
         home_tenant_id=home.tenant_id,
@@ -132,6 +153,7 @@ def seed_default(sandbox: Sandbox) -> Seed:
         system_identity_client_id=system_mi.client_id,
         user_identity_object_id=user_mi.object_id,
         user_identity_client_id=user_mi.client_id,
+        graph_roles=roles,
     )
 
 

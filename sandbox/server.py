@@ -119,13 +119,17 @@ class Sandbox:
         refresh_in: int | None = None,
         port: int = 0,
         graph_config: GraphConfig | None = None,
+        graph_clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` drives Entra ID, the managed-identity endpoint and Key Vault (token and
+        assertion lifetimes); ``graph_clock`` drives the directory API (throttling buckets,
+        page/delta token lifetimes, replication delay) and may be a fake clock in tests."""
         self.issuer = TokenIssuer(clock)
         self.state = SandboxState(
             clock, self.issuer, token_lifetime=token_lifetime, refresh_in=refresh_in
         )
         # The Graph-like directory API at /v1.0, its inspection API at /_sandbox/graph.
-        self.graph = GraphService(self.issuer, config=graph_config)
+        self.graph = GraphService(self.issuer, clock=graph_clock, config=graph_config)
         self.extra_routes: list[BaseRoute] = [
             Mount("/v1.0", routes=self.graph.routes()),
             Mount("/_sandbox/graph", routes=self.graph.admin_routes()),

@@ -47,6 +47,8 @@ GRAPH_APP_ROLES: frozenset[str] = frozenset(
         "User.ReadWrite.All",
         "User.RevokeSessions.All",
         "User.EnableDisableAccount.All",
+        "User-LifeCycleInfo.Read.All",
+        "User-LifeCycleInfo.ReadWrite.All",
         "Group.Read.All",
         "Group.ReadWrite.All",
         "GroupMember.Read.All",

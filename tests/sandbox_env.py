@@ -3,13 +3,19 @@ scoped to one test, and the counters the sandbox keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from sandbox.graph import GraphConfig
-from sandbox.seed import PLATFORM_SETTING_NAMES, Seed, seed_default, settings_for
+from sandbox.seed import (
+    GRAPH_ROLES,
+    PLATFORM_SETTING_NAMES,
+    Seed,
+    seed_default,
+    settings_for,
+)
 from sandbox.server import Sandbox
 from tests.conftest import register_secret_source
 
@@ -44,11 +50,17 @@ class Env:
 
 
 @contextmanager
-def running_sandbox(graph_config: GraphConfig | None = None) -> Iterator[tuple[Sandbox, Seed]]:
+def running_sandbox(
+    graph_config: GraphConfig | None = None, *, graph_roles: Iterable[str] = GRAPH_ROLES
+) -> Iterator[tuple[Sandbox, Seed]]:
+    """A started, seeded sandbox. End-to-end tests get GraphConfig's defaults unless they pass
+    a config: strict, with the replication delay on (1 s). ``graph_roles``: the Graph
+    permissions consented to the app (GRAPH_ROLES_WITHOUT_LIFECYCLE for an app that may not
+    read employeeLeaveDateTime)."""
     sandbox = Sandbox(graph_config=graph_config).start()
     register_secret_source(sandbox.state.secret_values)
     register_secret_source(sandbox.graph.directory.secret_values)
     try:
-        yield sandbox, seed_default(sandbox)
+        yield sandbox, seed_default(sandbox, graph_roles=graph_roles)
     finally:
         sandbox.stop()

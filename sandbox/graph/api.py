@@ -28,6 +28,7 @@ from .faults import Faults
 from .odata import parse_filter, parse_select, parse_top
 from .stats import GraphStats, ThrottleEvent, body_hash
 from .throttle import Throttler
+from .validation import check_password, check_upn, reference_id
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,14 @@ KNOWN_OPTIONS = frozenset(
     }
 )
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+# Graph's answer when a reference names an object that does not exist yet (or not yet in the
+# replica that serves the request): "Add members" (learn.microsoft.com/graph/api/
+# group-post-members) and "Designing for eventual consistency" in the Entra docs.
+NOT_REPLICATED = "The source resource object or one of the objects being referenced do not exist."
+ALREADY_MEMBERS = (
+    "One or more added object references already exist for the following modified properties: "
+    "'members'."
+)
 
 
 @dataclass
@@ -427,6 +436,32 @@ class GraphApi:
     def tenant(self, caller: Caller) -> TenantDirectory:
         return self.directory.tenant(caller.tenant)
 
+    def replicated(self, tenant: TenantDirectory, object_id: str) -> bool:
+        """Whether an object created through the API is past the replication delay."""
+        created = tenant.created_at.get(object_id)
+        if created is None:
+            return True
+        if self.clock() - created >= self.config.replication_delay:
+            del tenant.created_at[object_id]  # replicated for good
+            return True
+        return False
+
+    def visible_user(self, tenant: TenantDirectory, key: str) -> dict[str, Any]:
+        """GET by id or userPrincipalName: 404 until the user has replicated."""
+        user = tenant.get_user(key)
+        if not self.replicated(tenant, user["id"]):
+            raise not_found(key)
+        return user
+
+    def visible_group(self, tenant: TenantDirectory, key: str) -> dict[str, Any]:
+        group = tenant.get_group(key)
+        if not self.replicated(tenant, group["id"]):
+            raise not_found(key)
+        return group
+
+    def verified_domains(self, tenant: TenantDirectory) -> set[str]:
+        return tenant.verified_domains or {d.lower() for d in self.config.verified_domains}
+
     def json_result(self, status: int, body: Any) -> Result:
         return Result(status, body, {"Content-Type": JSON_ODATA})
 
@@ -646,7 +681,9 @@ class GraphApi:
         )
         count = state.count
         predicate = self.compile_filter(op, state.filter, USER_PROPERTIES, "User", count, caller)
-        matching = [u for u in tenant.users.values() if predicate(u)]
+        matching = [
+            u for u in tenant.users.values() if predicate(u) and self.replicated(tenant, u["id"])
+        ]
         page, next_link = self.page_of(
             op, caller, matching, state, "users", self.list_params(state)
         )
@@ -664,7 +701,7 @@ class GraphApi:
         tenant = self.tenant(caller)
         select = self.user_select(caller, options)
         expand = self.check_expand(options)
-        user = tenant.get_user(args[0])
+        user = self.visible_user(tenant, args[0])
         body = {"@odata.context": self.context(op, "users", select, entity=True)}
         body.update(self.shape_user(user, select, tenant, expand))
         return self.json_result(200, body)
@@ -685,7 +722,10 @@ class GraphApi:
         upn = str(body.get("userPrincipalName") or "").lower()
         key = f"{caller.tenant}/{upn}"
         self.stats.user_create_attempts[key] += 1
-        user = self.tenant(caller).create_user(body)
+        tenant = self.tenant(caller)
+        self.check_user_rules(tenant, body, creating=True)
+        user = tenant.create_user(body)
+        tenant.created_at[user["id"]] = self.clock()
         self.stats.user_creates[key] += 1
         out = {"@odata.context": self.context(op, "users", None, entity=True)}
         out.update(self.shape_user(user, None))
@@ -693,12 +733,28 @@ class GraphApi:
         result.headers["Location"] = f"{op.api_base}/users/{user['id']}"
         return result
 
+    def check_user_rules(
+        self, tenant: TenantDirectory, body: dict[str, Any], *, creating: bool
+    ) -> None:
+        """UPN syntax and verified domain, password policy (POST /users; PATCH when given).
+
+        A missing required property is left to the directory's own check (its message names
+        the property)."""
+        upn = body.get("userPrincipalName")
+        if upn not in (None, "") or (not creating and "userPrincipalName" in body):
+            check_upn(upn, self.verified_domains(tenant))
+        profile = body.get("passwordProfile")
+        if isinstance(profile, dict) and profile.get("password") not in (None, ""):
+            check_password(profile["password"])
+
     def update_user(
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
     ) -> Result:
         body = self.body_object(op)
         self.check_lifecycle_write(caller, body)
-        user = self.tenant(caller).update_user(args[0], body)
+        tenant = self.tenant(caller)
+        self.check_user_rules(tenant, body, creating=False)
+        user = tenant.update_user(args[0], body)
         self.stats.user_updates[f"{caller.tenant}/{user['id']}"] += 1
         return Result(204)
 
@@ -722,7 +778,7 @@ class GraphApi:
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
     ) -> Result:
         tenant = self.tenant(caller)
-        user = tenant.get_user(args[0])
+        user = self.visible_user(tenant, args[0])
         value = [
             {"@odata.type": "#microsoft.graph.group", **self.shape_group(g, None)}
             for g in tenant.member_groups(user["id"])
@@ -887,7 +943,9 @@ class GraphApi:
         predicate = self.compile_filter(
             op, state.filter, GROUP_PROPERTIES, "Group", state.count, caller
         )
-        matching = [g for g in tenant.groups.values() if predicate(g)]
+        matching = [
+            g for g in tenant.groups.values() if predicate(g) and self.replicated(tenant, g["id"])
+        ]
         page, next_link = self.page_of(
             op, caller, matching, state, "groups", self.list_params(state)
         )
@@ -907,7 +965,7 @@ class GraphApi:
             if "$select" in options
             else None
         )
-        group = self.tenant(caller).get_group(args[0])
+        group = self.visible_group(self.tenant(caller), args[0])
         body = {"@odata.context": self.context(op, "groups", select, entity=True)}
         body.update(self.shape_group(group, select))
         return self.json_result(200, body)
@@ -918,8 +976,9 @@ class GraphApi:
         body = dict(self.body_object(op))
         binds = body.pop("members@odata.bind", None)
         tenant = self.tenant(caller)
-        member_ids = self.bound_ids(tenant, binds)
+        member_ids = self.bound_ids(op, tenant, binds)
         group = tenant.create_group(body)
+        tenant.created_at[group["id"]] = self.clock()
         for member_id in member_ids:
             tenant.members[group["id"]][member_id] = None
         out = {"@odata.context": self.context(op, "groups", None, entity=True)}
@@ -929,19 +988,23 @@ class GraphApi:
     def update_group(
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
     ) -> Result:
+        """PATCH /groups/{id}; ``members@odata.bind`` adds up to 20 members in this one write,
+        all or nothing (learn.microsoft.com/graph/api/group-update, example "Add multiple
+        members to a group in a single request")."""
         body = dict(self.body_object(op))
         binds = body.pop("members@odata.bind", None)
         tenant = self.tenant(caller)
         group = tenant.get_group(args[0])
+        if not self.replicated(tenant, group["id"]):
+            if binds is not None:
+                raise bad_request(NOT_REPLICATED)
+            raise not_found(args[0])
         if body and not caller.roles & WRITE_GROUPS:
             raise forbidden()
-        member_ids = self.bound_ids(tenant, binds)
+        member_ids = self.bound_ids(op, tenant, binds)
         existing = tenant.members[group["id"]]
         if any(m in existing for m in member_ids):
-            raise bad_request(
-                "One or more added object references already exist for the following modified "
-                "properties: 'members'."
-            )
+            raise bad_request(ALREADY_MEMBERS)
         if body:
             tenant.update_group(group["id"], body)
         for member_id in member_ids:
@@ -949,29 +1012,41 @@ class GraphApi:
             self.stats.member_adds[f"{caller.tenant}/{group['id']}/{member_id}"] += 1
         return Result(204)
 
-    def bound_ids(self, tenant: TenantDirectory, binds: Any) -> list[str]:
+    def bound_ids(self, op: Operation, tenant: TenantDirectory, binds: Any) -> list[str]:
+        """Object ids of a ``members@odata.bind`` list; 400 for any that is not there yet."""
         if binds is None:
             return []
-        if not isinstance(binds, list) or not all(isinstance(b, str) for b in binds):
-            raise bad_request("Invalid value for property 'members@odata.bind'.")
+        if not isinstance(binds, list):
+            raise bad_request("Invalid URL format specified in @odata.bind for members.")
         if len(binds) > self.config.max_members_bind:
+            # Graph's limit (group-update); the wording is ours.
             raise bad_request(
-                f"The request contains more than {self.config.max_members_bind} member "
-                "references; add members in chunks of at most "
+                f"The request contains {len(binds)} member references, more than "
+                f"{self.config.max_members_bind}; add members in chunks of at most "
                 f"{self.config.max_members_bind}."
             )
-        ids = [self.ref_id(b) for b in binds]
-        for member_id in ids:
-            if not tenant.object_exists(member_id):
-                raise not_found(member_id)
+        ids: list[str] = []
+        for ref in binds:
+            kind, key = reference_id(ref, op.api_base, "@odata.bind for members")
+            member_id = self.referenced_id(tenant, kind, key)
+            if member_id is None:
+                raise bad_request(NOT_REPLICATED)
+            if member_id in ids:
+                # The docs are silent on a member named twice: refused (the stricter reading).
+                raise bad_request(ALREADY_MEMBERS)
+            ids.append(member_id)
         return ids
 
-    def ref_id(self, ref: str) -> str:
-        tail = ref.rstrip("/").rsplit("/", 1)[-1]
-        segments = ref.rstrip("/").split("/")
-        if len(segments) < 2 or segments[-2].lower() not in ("directoryobjects", "users", "groups"):
-            raise bad_request(f"Invalid object identifier '{ref}'.")
-        return tail
+    def referenced_id(self, tenant: TenantDirectory, kind: str, key: str) -> str | None:
+        """The id of a referenced, replicated object (``users`` also by UPN), else None."""
+        found: dict[str, Any] | None = None
+        if kind in ("users", "directoryObjects"):
+            found = tenant.find_user(key) if kind == "users" else tenant.users.get(key)
+        if found is None and kind in ("groups", "directoryObjects"):
+            found = tenant.groups.get(key)
+        if found is None or not self.replicated(tenant, found["id"]):
+            return None
+        return str(found["id"])
 
     def delete_group(
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
@@ -983,7 +1058,7 @@ class GraphApi:
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
     ) -> Result:
         tenant = self.tenant(caller)
-        group = tenant.get_group(args[0])
+        group = self.visible_group(tenant, args[0])
         kind = f"members:{group['id']}"
         state = self.list_state(
             op, caller, options, kind, lambda: self.user_select(caller, options)
@@ -1028,19 +1103,26 @@ class GraphApi:
     def add_member(
         self, op: Operation, caller: Caller, options: dict[str, str], args: list[str]
     ) -> Result:
+        """POST /groups/{id}/members/$ref (learn.microsoft.com/graph/api/group-post-members).
+
+        A group or member that does not exist at all answers 404; one created less than
+        ``replication_delay`` ago answers Graph's 400 "... do not exist." (retry later)."""
         body = self.body_object(op)
         ref = body.get("@odata.id")
-        if not isinstance(ref, str):
+        if ref is None:
             raise bad_request("Property '@odata.id' value is required but is empty or missing.")
-        member_id = self.ref_id(ref)
+        kind, key = reference_id(ref, op.api_base, "@odata.id")
         tenant = self.tenant(caller)
-        if "/users/" in ref.lower():
-            # .../users/{id or userPrincipalName}: resolves like GET /users/{key} does, so a
-            # batch can add a user it creates in the same batch (dependsOn) by UPN.
-            user = tenant.find_user(member_id)
-            if user is not None:
-                member_id = user["id"]
-        tenant.add_member(tenant.get_group(args[0])["id"], member_id)
+        group = tenant.get_group(args[0])
+        if not self.replicated(tenant, group["id"]):
+            raise bad_request(NOT_REPLICATED)
+        member_id = self.referenced_id(tenant, kind, key)
+        if member_id is None:
+            exists = tenant.find_user(key) if kind == "users" else None
+            if exists is None and not tenant.object_exists(key):
+                raise not_found(key)
+            raise bad_request(NOT_REPLICATED)
+        tenant.add_member(group["id"], member_id)
         self.stats.member_adds[f"{caller.tenant}/{args[0]}/{member_id}"] += 1
         return Result(204)
 

@@ -59,12 +59,28 @@ class GraphConfig:
     # -- $batch ---------------------------------------------------------------------------------
     max_batch_requests: int = 20
     shuffle_batch_responses: bool = True
+    # Items of a fully parallel batch run concurrently in an order drawn from an RNG seeded
+    # with this (Graph: "no guaranteed order"); reset() re-seeds it.
+    batch_seed: int = 0
     # -- strictness switches -----------------------------------------------------------------
-    # Real Graph also requires User-LifeCycleInfo.Read.All to read employeeLeaveDateTime.
-    require_lifecycle_role: bool = False
+    # Reading employeeLeaveDateTime needs User-LifeCycleInfo.Read.All (or ReadWrite.All),
+    # writing it User-LifeCycleInfo.ReadWrite.All; without it: 403 (on by default, as Graph;
+    # learn.microsoft.com/graph/api/resources/user, employeeLeaveDateTime).
+    require_lifecycle_role: bool = True
     # Reject ne / not / endswith / eq null unless ConsistencyLevel: eventual and $count=true.
     require_advanced_query_headers: bool = True
     max_members_bind: int = 20
+    # -- eventual consistency ------------------------------------------------------------------
+    # Seconds (service clock) during which a user or group created through the API is not
+    # yet replicated: GET by id answers 404, lists and $filter do not return it, and a
+    # members/$ref or members@odata.bind naming it (as member or as group) answers 400
+    # "The source resource object or one of the objects being referenced do not exist."
+    # The create response itself returns the object. Objects seeded directly are replicated
+    # at once. 0 turns it off (unit tests); the default keeps it on, short, everywhere else.
+    replication_delay: float = 1.0
+    # -- POST /users ---------------------------------------------------------------------------
+    # Verified domains of a tenant that has none registered (Directory.add_verified_domains).
+    verified_domains: tuple[str, ...] = ("contoso.example",)
 
     def ru_limit_for(self, user_count: int) -> int:
         small, medium = self.size_thresholds

@@ -137,6 +137,10 @@ class TenantDirectory:
     removed: dict[str, int] = field(default_factory=dict)  # deleted user id -> change seq
     seq: int = 0
     passwords: set[str] = field(default_factory=set)  # for the log-hygiene check of tests
+    # object id -> service-clock instant of its creation through the API (replication delay);
+    # objects seeded directly are not listed: they count as replicated.
+    created_at: dict[str, float] = field(default_factory=dict)
+    verified_domains: set[str] = field(default_factory=set)  # lower-case; empty: config's
 
     def bump(self) -> int:
         self.seq += 1
@@ -217,6 +221,7 @@ class TenantDirectory:
         self.upn_index.pop(str(user["userPrincipalName"]).lower(), None)
         self.user_seq.pop(user["id"], None)
         self.removed[user["id"]] = self.bump()
+        self.created_at.pop(user["id"], None)
         for members in self.members.values():
             members.pop(user["id"], None)
         return user
@@ -251,6 +256,7 @@ class TenantDirectory:
         group = self.get_group(key)
         del self.groups[group["id"]]
         self.members.pop(group["id"], None)
+        self.created_at.pop(group["id"], None)
 
     def object_exists(self, object_id: str) -> bool:
         return object_id in self.users or object_id in self.groups
@@ -316,6 +322,13 @@ class Directory:
 
     def reset(self) -> None:
         self.tenants.clear()
+
+    def add_verified_domains(self, tenant_id: str, *domains: str) -> None:
+        """Register verified domains of a tenant (``POST /users`` accepts only these)."""
+        for domain in domains:
+            if not isinstance(domain, str) or "." not in domain or "@" in domain:
+                raise ValueError(f"verified domain {domain!r} of tenant {tenant_id}: not a domain")
+            self.tenant(tenant_id).verified_domains.add(domain.lower())
 
     def secret_values(self) -> frozenset[str]:
         """Every password given to a created user (none may appear in a log)."""

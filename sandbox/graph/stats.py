@@ -58,6 +58,8 @@ class GraphStats:
     batch_requests: int = 0
     batch_items: int = 0
     batch_sizes: list[int] = field(default_factory=list)  # items per $batch, in arrival order
+    batch_shapes: Counter[str] = field(default_factory=Counter)  # "parallel" / "sequential"
+    max_items_in_flight: int = 0  # most $batch items executing at once (concurrency proof)
     priorities: Counter[str] = field(default_factory=Counter)  # x-ms-throttle-priority sent
     http_versions: Counter[str] = field(default_factory=Counter)
     operations: int = 0  # top-level non-batch requests + batch items
@@ -131,6 +133,8 @@ class GraphStats:
             "requests": self.requests,
             "batchRequests": self.batch_requests,
             "batchItems": self.batch_items,
+            "batchShapes": dict(self.batch_shapes),
+            "maxItemsInFlight": self.max_items_in_flight,
             "operations": self.operations,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "topLevelStatuses": {str(k): v for k, v in sorted(self.top_level_statuses.items())},

@@ -200,6 +200,10 @@ def test_disabled_version(fresh_env: tuple[Sandbox, Seed]) -> None:
         for v in certificates.list_properties_of_certificate_versions("daemon-cert")
     }
     assert versions == {old.version: False, new.version: True}
+    # the disabled version itself is still returned, marked disabled
+    disabled_version = certificates.get_certificate_version("daemon-cert", old.version)
+    assert disabled_version.properties is not None
+    assert disabled_version.properties.enabled is False
     app = sandbox.state.find_app(seed.client_id)
     assert app is not None
     assert new.x5t_s256 in app.keys

@@ -14,12 +14,14 @@ from sandbox.graph import GraphConfig, GraphService
 from sandbox.tokens import TokenIssuer
 
 TENANT = "11111111-1111-1111-1111-111111111111"
+API_BASE = "https://graph.test:8443/v1.0"  # what the client fixture reaches
 APP = "22222222-2222-2222-2222-222222222222"
 ALL_ROLES = [
     "User.ReadWrite.All",
     "Group.ReadWrite.All",
     "GroupMember.ReadWrite.All",
     "User.RevokeSessions.All",
+    "User-LifeCycleInfo.ReadWrite.All",
 ]
 
 
@@ -46,7 +48,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def service(issuer: TokenIssuer, clock: FakeClock) -> GraphService:
-    return GraphService(issuer, clock=clock, config=GraphConfig())
+    # Unit tests of single rules: no replication delay (tests/conformance covers it).
+    return GraphService(issuer, clock=clock, config=GraphConfig(replication_delay=0.0))
 
 
 def make_app(service: GraphService) -> Starlette:
@@ -61,7 +64,7 @@ def make_app(service: GraphService) -> Starlette:
 @pytest.fixture
 async def client(service: GraphService) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=make_app(service))
-    async with httpx.AsyncClient(transport=transport, base_url="https://graph.test:8443") as c:
+    async with httpx.AsyncClient(transport=transport, base_url=API_BASE.removesuffix("/v1.0")) as c:
         yield c
 
 

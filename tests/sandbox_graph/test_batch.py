@@ -1,4 +1,4 @@
-"""JSON batching rules: envelope validation, per-item results, dependsOn, order, 429s."""
+"""JSON batching rules: envelope validation, per-item results, sequencing, order, 429s."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def create(i: int, upn: str | None = None, **extra: Any) -> dict[str, Any]:
             "displayName": nick,
             "mailNickname": nick,
             "userPrincipalName": upn or f"{nick}@contoso.example",
-            "passwordProfile": {"password": "x-Y-z-1"},
+            "passwordProfile": {"password": "x-Y-z-12"},
         },
         **extra,
     }
@@ -58,8 +58,10 @@ def by_id(response: httpx.Response) -> dict[str, dict[str, Any]]:
         ([{"id": "1", "url": "/users"}], "'method'"),
         ([{"id": "1", "method": "GET"}], "'url'"),
         ([get(1, "https://graph.microsoft.com/v1.0/users")], "must be relative"),
-        ([{**get(1), "dependsOn": ["7"]}], "not in the batch"),
-        ([{**get(1), "dependsOn": ["2"]}, {**get(2), "dependsOn": ["1"]}], "Circular"),
+        ([{**get(1), "dependsOn": ["7"]}], "Invalid dependency for request Id '1'"),
+        ([{**get(1), "dependsOn": ["2"]}, get(2)], "Invalid dependency for request Id '1'"),
+        ([{**get(1), "dependsOn": ["1"]}], "Invalid dependency for request Id '1'"),
+        ([get(1), {**get(2), "dependsOn": "1"}], "Invalid dependency for request Id '2'"),
         ([], "empty"),
     ],
 )
@@ -73,6 +75,34 @@ async def test_envelope_rules(
     response = await batch(client, auth, requests)
     error = assert_graph_error(response, 400, "BadRequest")
     assert fragment in str(error["message"])
+    assert service.stats.operations == 0
+
+
+def chain(*ids: str) -> list[dict[str, Any]]:
+    return [
+        {**get(int(i)), **({"dependsOn": [ids[k - 1]]} if k else {})} for k, i in enumerate(ids)
+    ]
+
+
+@pytest.mark.parametrize(
+    "requests",
+    [
+        chain("1", "2") + chain("3", "4"),  # two chains side by side
+        [*chain("1", "2"), get(3)],  # a chain next to an independent item
+        [get(1), get(2), {**get(3), "dependsOn": ["1", "2"]}],  # two roots
+        [get(1), {**get(2), "dependsOn": ["1"]}, {**get(3), "dependsOn": ["1"]}],  # a fan-out
+        [get(1), get(2), {**get(3), "dependsOn": ["2"]}],  # first item of a chain independent
+    ],
+)
+async def test_batches_neither_fully_sequential_nor_fully_parallel_are_refused_whole(
+    client: httpx.AsyncClient,
+    service: GraphService,
+    auth: dict[str, str],
+    requests: list[dict[str, Any]],
+) -> None:
+    response = await batch(client, auth, requests)
+    error = assert_graph_error(response, 400, "BadRequest")
+    assert error["message"] == "Batch should be either fully sequential or fully parallel."
     assert service.stats.operations == 0
 
 
@@ -93,18 +123,17 @@ async def test_twenty_items_with_leading_slash_optional(
     assert service.stats.batch_requests == 1
 
 
-async def test_item_body_without_content_type(
-    client: httpx.AsyncClient, service: GraphService, auth: dict[str, str]
+@pytest.mark.parametrize("missing", ["headers", "body"])
+async def test_a_write_without_content_type_or_body_fails_the_whole_batch(
+    client: httpx.AsyncClient, service: GraphService, auth: dict[str, str], missing: str
 ) -> None:
     item = create(1)
-    del item["headers"]
-    results = by_id(await batch(client, auth, [item, create(2)]))
-    assert results["1"]["status"] == 400
-    assert results["1"]["body"]["error"]["message"] == (
-        "Write request id : 1 does not contain Content-Type header or body."
-    )
-    assert results["2"]["status"] == 201
-    assert service.directory.counts(TENANT)["users"] == 1
+    del item[missing]
+    response = await batch(client, auth, [create(2), item])
+    error = assert_graph_error(response, 400, "BadRequest")
+    assert error["message"] == "Write request id : 1 does not contain Content-Type header or body."
+    assert service.directory.counts(TENANT)["users"] == 0
+    assert service.stats.operations == 0
 
 
 async def test_each_item_is_evaluated_on_its_own(
@@ -145,7 +174,7 @@ async def test_depends_on_and_failed_dependency(
         "body": {"department": "R&D"},
         "dependsOn": ["1"],
     }
-    results = by_id(await batch(client, auth, [patch, create(1)]))  # dependency listed last
+    results = by_id(await batch(client, auth, [create(1), patch]))  # fully sequential
     assert results["1"]["status"] == 201
     assert results["2"]["status"] == 204
     user = service.directory.tenant(TENANT).find_user("batch1@contoso.example")
@@ -163,6 +192,25 @@ async def test_depends_on_and_failed_dependency(
     assert results["b"]["status"] == 424
     assert results["c"]["status"] == 424
     assert results["b"]["body"]["error"]["code"] == "FailedDependency"
+    assert service.directory.counts(TENANT)["users"] == 2  # taken + batch1
+
+
+async def test_parallel_items_run_in_no_fixed_order(
+    client: httpx.AsyncClient, service: GraphService, auth: dict[str, str]
+) -> None:
+    orders = []
+    for round_ in range(3):
+        requests = [create(i, f"order{round_}x{i}@contoso.example") for i in range(10)]
+        results = by_id(await batch(client, auth, requests))
+        assert {r["status"] for r in results.values()} == {201}
+        created = [
+            u["userPrincipalName"]
+            for u in service.directory.tenant(TENANT).users.values()
+            if u["userPrincipalName"].startswith(f"order{round_}x")
+        ]
+        orders.append([int(upn.split("x")[1].split("@")[0]) for upn in created])
+    assert all(sorted(order) == list(range(10)) for order in orders)
+    assert any(order != list(range(10)) for order in orders)
 
 
 async def test_response_order_is_shuffled(

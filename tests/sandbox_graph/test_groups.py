@@ -6,13 +6,13 @@ import httpx
 
 from sandbox.graph import GraphService
 
-from .conftest import TENANT
+from .conftest import API_BASE, TENANT
 from .test_auth import assert_graph_error
 from .test_users import list_all
 
 
 def ref(object_id: str) -> dict[str, str]:
-    return {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{object_id}"}
+    return {"@odata.id": f"{API_BASE}/directoryObjects/{object_id}"}
 
 
 async def test_group_crud_and_members(
@@ -86,7 +86,7 @@ async def test_members_bind_in_patch(
 ) -> None:
     users = service.directory.seed_users(TENANT, 21)
     group = service.directory.add_group(TENANT, "Bulk")
-    binds = [f"https://graph.microsoft.com/v1.0/directoryObjects/{u['id']}" for u in users]
+    binds = [f"{API_BASE}/directoryObjects/{u['id']}" for u in users]
     too_many = await client.patch(
         f"/v1.0/groups/{group['id']}", headers=auth, json={"members@odata.bind": binds}
     )

@@ -303,3 +303,24 @@ async def test_select_unknown_property(client: httpx.AsyncClient, auth: dict[str
 async def test_get_on_batch_is_405(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     response = await client.get("/v1.0/$batch", headers=auth)
     assert_graph_error(response, 405, "Request_BadRequest")
+
+
+async def test_verified_domains_fall_back_to_the_config_and_are_set_per_tenant(
+    client: httpx.AsyncClient, service: GraphService, auth: dict[str, str]
+) -> None:
+    other = dict(NEW_USER, userPrincipalName="ada@fabrikam.example")
+    refused = await client.post("/v1.0/users", json=other, headers=auth)
+    error = assert_graph_error(refused, 400, "Request_BadRequest")
+    assert str(error["message"]).startswith("The domain portion of the userPrincipalName")
+    seeded = await client.post(
+        "/_sandbox/graph/seed", json={"tenant": TENANT, "verified_domains": ["Fabrikam.example"]}
+    )
+    assert seeded.status_code == 200
+    assert (await client.post("/v1.0/users", json=other, headers=auth)).status_code == 201
+    # explicit domains replace the config's fallback for that tenant
+    assert (await client.post("/v1.0/users", json=NEW_USER, headers=auth)).status_code == 400
+    bad = await client.post(
+        "/_sandbox/graph/seed", json={"tenant": TENANT, "verified_domains": ["not a domain"]}
+    )
+    assert bad.status_code == 400
+    assert "verified domain 'not a domain'" in bad.json()["error"]
