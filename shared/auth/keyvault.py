@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from shared import telemetry
 from shared.auth.assertion import LocalKeySigner, Signer, x5t_s256
 from shared.errors import (
     CertificateError,
@@ -108,7 +109,8 @@ class SigningCertificate:
 def _kv_call(what: str, kind: str, call: Callable[[], T]) -> T:
     """Run one Key Vault call, turning SDK errors into the daemon's error types."""
     try:
-        return call()
+        with telemetry.span("daemon.keyvault", operation=what, kind=kind):
+            return call()
     except ResourceNotFoundError as exc:
         raise KeyVaultNotFoundError(f"Key Vault: {what}: not found ({_code(exc)})") from None
     except ClientAuthenticationError as exc:

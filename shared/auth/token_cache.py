@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from azure.core.credentials import AccessTokenInfo
 
+from shared import telemetry
 from shared.errors import ConfigurationError, TenantNotAllowedError
 
 __all__ = ["CacheStats", "TokenCache", "TokenFetch", "refresh_time"]
@@ -191,8 +192,10 @@ class TokenCache:
             self.stats.early_refreshes += 1
         if forced:
             self.stats.forced_refreshes += 1
+        telemetry.add("daemon.token_requests", attributes={"tenant": tenant})
         try:
-            info = await asyncio.to_thread(self._fetch, tenant, scope)
+            with telemetry.span("daemon.token", tenant=tenant, early=early, forced=forced):
+                info = await asyncio.to_thread(self._fetch, tenant, scope)
         finally:
             self._inflight.pop(key, None)
         fetched_at = self._clock()
