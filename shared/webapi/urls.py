@@ -6,11 +6,13 @@ sent: absolute URLs, ``@odata.nextLink``/``@odata.deltaLink`` values and redirec
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 
 from shared.errors import UnsafeRequestError
 
-__all__ = ["BaseUrl"]
+__all__ = ["BaseUrl", "directory_object_url", "group_url", "user_url"]
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
@@ -90,3 +92,39 @@ class BaseUrl:
                 "batch URLs must be relative to it"
             )
         return "/" + raw[len(prefix) :]
+
+
+# Characters a path segment may carry unescaped (RFC 3986 pchar): a userPrincipalName such as
+# ``ada@contoso.com`` stays readable, a guest's ``#EXT#`` is escaped.
+_SEGMENT_SAFE = "@.-_~!$&'()*+,;=:"
+
+
+def _object_url(base: BaseUrl | str, collection: str, object_id: str) -> str:
+    root = base if isinstance(base, BaseUrl) else BaseUrl(base)
+    if not isinstance(object_id, str) or not object_id.strip():
+        raise UnsafeRequestError(f"{collection} reference: the object id is missing")
+    if "/" in object_id or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in object_id):
+        raise UnsafeRequestError(
+            f"{collection} reference: object id {object_id[:80]!r} contains '/' or control "
+            "characters"
+        )
+    return f"{root.text}/{collection}/{quote(object_id, safe=_SEGMENT_SAFE)}"
+
+
+def directory_object_url(base: BaseUrl | str, object_id: str) -> str:
+    """``{base}/directoryObjects/{id}``: the ``@odata.id`` of a member reference
+    (``POST /groups/{id}/members/$ref``, ``members@odata.bind``), built from the configured
+    API base so national clouds (``https://graph.microsoft.us/v1.0``…) work. Graph wants the
+    reference on its own host and version:
+    https://learn.microsoft.com/graph/api/group-post-members"""
+    return _object_url(base, "directoryObjects", object_id)
+
+
+def user_url(base: BaseUrl | str, id_or_upn: str) -> str:
+    """``{base}/users/{id or userPrincipalName}`` (a reference to a user)."""
+    return _object_url(base, "users", id_or_upn)
+
+
+def group_url(base: BaseUrl | str, group_id: str) -> str:
+    """``{base}/groups/{id}`` (a reference to a group)."""
+    return _object_url(base, "groups", group_id)
