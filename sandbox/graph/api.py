@@ -87,6 +87,9 @@ ALREADY_MEMBERS = (
 )
 
 
+EXPAND_LIMIT = 20  # related objects returned by $expand
+
+
 @dataclass
 class Caller:
     tenant: str
@@ -506,7 +509,10 @@ class GraphApi:
                     "id": g["id"],
                     "displayName": g["displayName"],
                 }
-                for g in tenant.member_groups(user["id"])
+                # $expand returns at most 20 related objects and no next link: "$expand ...
+                # only returns up to 20 objects" (https://learn.microsoft.com/graph/query-parameters
+                # #expand-parameter); a caller must page /users/{id}/memberOf for the rest.
+                for g in tenant.member_groups(user["id"])[:EXPAND_LIMIT]
             ]
         return out
 
