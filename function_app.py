@@ -4,12 +4,11 @@ Nothing is read, built or connected at import: a missing setting or an import er
 would make the host index zero functions. Each function turns its binding into one call
 into ``shared/``, where the per-instance objects are built on first use. Queue and schedule
 names come from app settings (``%DAEMON_JOBS_QUEUE%``, ``%DAEMON_SWEEP_SCHEDULE%``).
+What each outcome of a job does to its message is in ``shared/jobs/dispatch.py``.
 """
 
 # No "from __future__ import annotations" here: the worker reads binding types from the
 # function annotations at indexing time, and postponed (string) annotations break that.
-import typing
-
 import azure.functions as func
 
 app = func.FunctionApp()
@@ -18,26 +17,25 @@ app = func.FunctionApp()
 @app.timer_trigger(
     schedule="%DAEMON_SWEEP_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
 )
-@app.queue_output(
-    arg_name="jobs", queue_name="%DAEMON_JOBS_QUEUE%", connection="AzureWebJobsStorage"
-)
-async def sweep_timer(
-    timer: func.TimerRequest,
-    # typing.List, not list: the worker's indexer rejects Out[list[str]] ("invalid non-type
-    # annotation") and a rejected function drops the whole app (tests/test_worker_indexing).
-    jobs: func.Out[typing.List[str]],  # noqa: UP006
-) -> None:
-    """Plan the directory sweep and fan the leavers out to the jobs queue."""
+async def sweep_timer(timer: func.TimerRequest) -> None:
+    """Plan the directory sweep and fan the leavers out to the jobs queue.
+
+    The sweep sends its messages itself, before it saves its checkpoint (an output binding
+    would send them only after the function returned: a crash in between would lose them).
+    Raises when a tenant's sweep failed, so the invocation shows as failed.
+    """
     from shared.jobs.dispatch import run_sweep_timer
 
-    jobs.set(await run_sweep_timer(past_due=timer.past_due))
+    result = await run_sweep_timer(past_due=timer.past_due)
+    result.raise_for_failures()
 
 
 @app.queue_trigger(
     arg_name="msg", queue_name="%DAEMON_JOBS_QUEUE%", connection="AzureWebJobsStorage"
 )
 async def jobs_worker(msg: func.QueueMessage) -> None:
-    """Run one job message; raise on a retryable failure so the host redelivers it."""
+    """Run one job message; raise when it must not be completed, so the host redelivers it
+    (and, after maxDequeueCount deliveries, moves it to poison)."""
     from shared.jobs.dispatch import handle_queue_message
 
     await handle_queue_message(

@@ -155,7 +155,7 @@ async def _run(cfg: DemoConfig, sandbox: Sandbox, azurite: Azurite, quiet: bool)
     progress = asyncio.create_task(_progress(sandbox.graph, host, queue, stop, quiet, expected))
     try:
         await host.enqueue(queue, *_jobs(tenant, users, groups, cfg))
-        swept = await host.run_timer("sweep_timer")
+        await host.run_timer("sweep_timer")
         drained = await host.run_queue_until_idle(queue, timeout=900)
     finally:
         stop.set()
@@ -172,7 +172,7 @@ async def _run(cfg: DemoConfig, sandbox: Sandbox, azurite: Azurite, quiet: bool)
         "token_requests": instance.token_cache.stats.token_requests,
         "seconds": round(seconds, 1),
         "jobs": len(runs),
-        "messages_from_sweep": len(swept.get(queue, [])),
+        "messages_from_sweep": sum(1 for r in runs if r.correlation_id.startswith("sweep-")),
         "poisoned": drained.poisoned,
         "auth_mode": cfg.auth_mode,
         "users": cfg.users,

@@ -1,4 +1,5 @@
-"""The per-instance objects: settings, credential, token cache, API clients, pacers, store.
+"""The per-instance objects: settings, credential, token cache, API clients, pacers, store,
+the jobs queue and the host's queue options.
 
 A function instance is one worker process. Everything here is built lazily on first use —
 never at import, so the Functions host indexes the app even when settings are missing — and
@@ -12,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from azure.core.credentials import TokenCredential
 
@@ -19,10 +21,13 @@ from shared.auth.credentials import AppCredential, create_app_credential
 from shared.auth.token_cache import TokenCache
 from shared.errors import SettingError
 from shared.settings import Settings, load_settings
-from shared.storage import StateStore
+from shared.storage import JobQueue, StateStore, StorageConnection, storage_connection
 from shared.webapi import ApiClient, BatchEngine, PacingConfig, TenantPacer
 
 __all__ = ["CachedTokenSource", "Instance", "current_instance", "reset_current_instance"]
+
+# host.json sits at the app's root, beside function_app.py (and this package's parent).
+HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
 
 
 class CachedTokenSource:
@@ -54,11 +59,18 @@ class Instance:
         settings: Settings,
         *,
         store: StateStore | None = None,
+        storage: StorageConnection | None = None,
         key_vault_credential: TokenCredential | None = None,
         clock: Callable[[], float] = time.time,
+        host_json: Path = HOST_JSON,
     ) -> None:
         self.settings = settings
         self._store = store
+        self._storage = storage
+        self._job_queue: JobQueue | None = None
+        self._host_json = host_json
+        self._max_dequeue_count: int | None = None
+        self._base64: bool = True
         self.clock = clock
         self.credential: AppCredential = create_app_credential(
             settings, key_vault_credential=key_vault_credential, clock=clock
@@ -79,7 +91,11 @@ class Instance:
         """From the app settings; the state store only if AzureWebJobsStorage is configured
         (doctor and the CLI work without one)."""
         has_storage = any(k.split("__", 1)[0] == "AzureWebJobsStorage" for k in env)
-        return cls(load_settings(env), store=StateStore.from_env(env) if has_storage else None)
+        settings = load_settings(env)
+        if not has_storage:
+            return cls(settings)
+        storage = storage_connection(env)
+        return cls(settings, store=StateStore(storage.table_service()), storage=storage)
 
     @property
     def store(self) -> StateStore:
@@ -91,6 +107,37 @@ class Instance:
                 "Azurite, or AzureWebJobsStorage__accountName for a managed identity)",
             )
         return self._store
+
+    def _queue_options(self) -> None:
+        from shared.host.config import load_host_options
+
+        queues = load_host_options(self._host_json).queues
+        self._max_dequeue_count = queues.max_dequeue_count
+        self._base64 = queues.base64
+
+    @property
+    def max_dequeue_count(self) -> int:
+        """host.json ``extensions.queues.maxDequeueCount``: the host's last delivery."""
+        if self._max_dequeue_count is None:
+            self._queue_options()
+        assert self._max_dequeue_count is not None
+        return self._max_dequeue_count
+
+    def job_queue(self) -> JobQueue:
+        """The jobs queue (``DAEMON_JOBS_QUEUE`` on AzureWebJobsStorage), encoded as host.json
+        says, for the sweep's fan-out and the hand-over of a message after crashes."""
+        if self._job_queue is None:
+            if self._storage is None:
+                raise SettingError(
+                    "AzureWebJobsStorage",
+                    "is required for the jobs queue (a connection string, "
+                    "UseDevelopmentStorage=true with Azurite, or "
+                    "AzureWebJobsStorage__accountName for a managed identity)",
+                )
+            if self._max_dequeue_count is None:
+                self._queue_options()
+            self._job_queue = JobQueue(self._storage, self.settings.jobs_queue, base64=self._base64)
+        return self._job_queue
 
     def api_client(self, tenant: str | None = None) -> ApiClient:
         """The API client for ``tenant`` on the running event loop (one per loop and tenant).
@@ -144,6 +191,8 @@ class Instance:
         self.credential.close()
         if self._store is not None:
             self._store.close()
+        if self._job_queue is not None:
+            self._job_queue.close()
 
 
 _lock = threading.Lock()

@@ -9,6 +9,16 @@ Three tables, created on first use (names start with ``table_prefix``, default `
 - ``<prefix>ledger``: the idempotency ledger. ``mark_done(key)`` inserts and returns False
   when the key was already there, so a message delivered twice changes nothing the second
   time.
+- ``<prefix>deliveries``: the attempt ledger of queue messages, one entity per (correlation
+  id, message id): when each delivery started and how it ended, plus the failures and
+  deliveries carried over from an earlier copy of the same message. It tells "the host
+  redelivered after a crash" from "the job failed" (see ``shared/jobs/dispatch.py``).
+
+Every storage failure the SDK reports (unreachable, refused, 5xx after its retries) is raised
+as :class:`StateStoreError`, which the jobs treat as retryable.
+
+:class:`JobQueue` sends job messages to a storage queue the way the Functions host reads
+them (base64 text, ``extensions.queues.messageEncoding``).
 
 The SDK (azure-data-tables) is synchronous; every call runs in a worker thread
 (``asyncio.to_thread``) so the event loop is never blocked. Keys are sanitized (Table keys
@@ -26,6 +36,7 @@ an identity-based connection (``AzureWebJobsStorage__accountName`` or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -41,6 +52,7 @@ from urllib.parse import urlsplit
 from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
 from azure.core.exceptions import (
+    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -57,7 +69,11 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_CONNECTION",
     "Checkpoint",
+    "DeliveryAttempt",
+    "DeliveryLedger",
+    "JobQueue",
     "RunRecord",
+    "SentMessage",
     "StateConflictError",
     "StateStore",
     "StateStoreError",
@@ -454,6 +470,21 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_SECRET_PARAMETER = re.compile(r"(?i)\b(sig|se|sp|sv|skoid|sktid|skt|ske|sks|skv)=[^&\s'\"]+")
+_ACCOUNT_KEY = re.compile(r"(?i)(AccountKey|SharedAccessSignature)=[^;\s'\"]+")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an SDK error, one line, with any SAS or key value blanked out
+    (a URL in the message may carry a SAS)."""
+    text = " ".join(str(exc).split())
+    text = _ACCOUNT_KEY.sub(lambda m: f"{m.group(1)}=***", text)
+    text = _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}=***", text)
+    if len(text) > 500:
+        text = text[:500] + "…"
+    return f"{type(exc).__name__}: {text}"
+
+
 # -- records -------------------------------------------------------------------------------
 
 
@@ -498,6 +529,34 @@ class RunRecord:
     dry_run: bool = False
 
 
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One delivery of a queue message: when it started and how it ended (``status`` None:
+    it never recorded an end — the worker died or is still running)."""
+
+    started_at: datetime | None = None
+    status: str | None = None
+    cause: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryLedger:
+    """The attempt ledger of one queue message (one copy: one message id).
+
+    ``attempts`` maps the host's dequeue count to that delivery. ``carried_*`` come from an
+    earlier copy of the same message that was handed over to this one.
+    """
+
+    correlation_id: str
+    message_id: str
+    attempts: Mapping[int, DeliveryAttempt] = field(default_factory=dict)
+    carried_failures: int = 0
+    carried_deliveries: int = 0
+    carried_from: str | None = None
+    carried_cause: str | None = None
+
+
+MAX_LEDGER_DELIVERIES = 60  # per copy: 3 properties each stays under 252 per entity
 _MAX_ERROR_CHARS = 8_000
 _EPOCH_MAX_US = 10**19 - 1  # row keys sort ascending: an inverted time puts newest first
 
@@ -531,6 +590,7 @@ class StateStore:
         self.checkpoints_table = f"{table_prefix}checkpoints"
         self.runs_table = f"{table_prefix}runs"
         self.ledger_table = f"{table_prefix}ledger"
+        self.deliveries_table = f"{table_prefix}deliveries"
         self._tables: dict[str, TableClient] = {}
         self._lock = threading.Lock()
 
@@ -560,7 +620,12 @@ class StateStore:
             return client
 
     async def _run(self, call: Callable[[], T]) -> T:
-        return await asyncio.to_thread(call)
+        try:
+            return await asyncio.to_thread(call)
+        except StateStoreError:
+            raise
+        except AzureError as exc:
+            raise StateStoreError(f"Table storage failed: {_describe(exc)}") from exc
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -760,6 +825,190 @@ class StateStore:
             self._table(self.ledger_table).delete_entity(partition, row)
 
         await self._run(call)
+
+    # -- the attempt ledger of queue messages --------------------------------------------------
+
+    @staticmethod
+    def _delivery_keys(correlation_id: str, message_id: str) -> tuple[str, str]:
+        if not correlation_id or not message_id:
+            raise ValueError("a delivery needs a correlation id and a message id")
+        return sanitize_key(correlation_id), sanitize_key(message_id)
+
+    async def get_deliveries(self, correlation_id: str, message_id: str) -> DeliveryLedger:
+        """The attempt ledger of one message (empty when it has none yet)."""
+        partition, row = self._delivery_keys(correlation_id, message_id)
+
+        def call() -> DeliveryLedger:
+            try:
+                entity = self._table(self.deliveries_table).get_entity(partition, row)
+            except ResourceNotFoundError:
+                return DeliveryLedger(correlation_id, message_id)
+            attempts: dict[int, DeliveryAttempt] = {}
+            for name in entity:
+                match = re.fullmatch(r"D(\d{3})Start", name)
+                if match is None:
+                    continue
+                number = int(match.group(1))
+                attempts[number] = DeliveryAttempt(
+                    started_at=_utc(entity.get(name)),
+                    status=entity.get(f"D{number:03d}Status"),
+                    cause=entity.get(f"D{number:03d}Cause"),
+                )
+            return DeliveryLedger(
+                correlation_id,
+                message_id,
+                attempts=attempts,
+                carried_failures=_int(entity.get("CarriedFailures")),
+                carried_deliveries=_int(entity.get("CarriedDeliveries")),
+                carried_from=entity.get("CarriedFrom"),
+                carried_cause=entity.get("CarriedCause"),
+            )
+
+        return await self._run(call)
+
+    async def record_delivery(
+        self,
+        correlation_id: str,
+        message_id: str,
+        delivery: int,
+        *,
+        started_at: datetime | None = None,
+        status: str | None = None,
+        cause: str | None = None,
+    ) -> None:
+        """Record the start (``started_at``) and/or the end (``status``, ``cause``) of
+        delivery number ``delivery`` (the host's dequeue count). Merged into the entity, so
+        concurrent writers of other deliveries never overwrite each other. Deliveries after
+        the 60th of one copy are not recorded (an entity holds at most 252 properties)."""
+        if delivery < 1:
+            raise ValueError("delivery numbers start at 1 (the host's dequeue count)")
+        if delivery > MAX_LEDGER_DELIVERIES:
+            return
+        partition, row = self._delivery_keys(correlation_id, message_id)
+        entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
+        prefix = f"D{delivery:03d}"
+        if started_at is not None:
+            entity[f"{prefix}Start"] = started_at
+        if status is not None:
+            entity[f"{prefix}Status"] = status
+        if cause is not None:
+            entity[f"{prefix}Cause"] = cause[:_MAX_ERROR_CHARS]
+
+        def call() -> None:
+            self._table(self.deliveries_table).upsert_entity(entity, mode=UpdateMode.MERGE)
+
+        await self._run(call)
+
+    async def carry_deliveries(
+        self,
+        correlation_id: str,
+        message_id: str,
+        *,
+        failures: int,
+        deliveries: int,
+        carried_from: str,
+        cause: str | None = None,
+    ) -> None:
+        """Start the ledger of a fresh copy ``message_id`` with an earlier copy's counts."""
+        partition, row = self._delivery_keys(correlation_id, message_id)
+        entity: dict[str, Any] = {
+            "PartitionKey": partition,
+            "RowKey": row,
+            "CarriedFailures": _int64(failures),
+            "CarriedDeliveries": _int64(deliveries),
+            "CarriedFrom": carried_from,
+        }
+        if cause is not None:
+            entity["CarriedCause"] = cause[:_MAX_ERROR_CHARS]
+
+        def call() -> None:
+            self._table(self.deliveries_table).upsert_entity(entity, mode=UpdateMode.MERGE)
+
+        await self._run(call)
+
+
+# -- the jobs queue ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message :class:`JobQueue` sent: its id, and the pop receipt to change it."""
+
+    id: str
+    pop_receipt: str = field(repr=False)
+
+
+class JobQueue:
+    """Sends job messages to ``queue`` as the Functions host reads them.
+
+    ``base64`` follows host.json ``extensions.queues.messageEncoding`` (base64 by default: a
+    plain-text message would go to poison unread). The queue is created on first use.
+    Every SDK failure is raised as :class:`StateStoreError`.
+    """
+
+    def __init__(self, connection: StorageConnection, queue: str, *, base64: bool = True) -> None:
+        self.queue = queue
+        self._connection = connection
+        self._base64 = base64
+        self._clients: dict[str, QueueClient] = {}
+        self._created: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _client(self, name: str) -> QueueClient:
+        with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                client = self._connection.queue_client(name, base64=self._base64)
+                self._clients[name] = client
+        if name not in self._created:
+            with contextlib.suppress(ResourceExistsError):
+                client.create_queue()
+            self._created.add(name)
+        return client
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(call)
+        except AzureError as exc:
+            raise StateStoreError(f"Queue storage failed: {_describe(exc)}") from exc
+
+    async def send(self, text: str, *, hidden_for: int = 0) -> SentMessage:
+        """Send one message; ``hidden_for`` seconds before anyone can receive it."""
+
+        def call() -> SentMessage:
+            sent = self._client(self.queue).send_message(
+                text, visibility_timeout=hidden_for or None
+            )
+            return SentMessage(str(sent.id), str(sent.pop_receipt))
+
+        return await self._run(call)
+
+    async def send_all(self, texts: list[str]) -> int:
+        """Send each of ``texts`` (in order); returns how many were sent."""
+
+        def call() -> int:
+            client = self._client(self.queue)
+            for text in texts:
+                client.send_message(text)
+            return len(texts)
+
+        return await self._run(call)
+
+    async def reveal(self, message: SentMessage) -> None:
+        """Make a message sent with ``hidden_for`` visible now."""
+
+        def call() -> None:
+            self._client(self.queue).update_message(
+                message.id, message.pop_receipt, visibility_timeout=0
+            )
+
+        await self._run(call)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
 
 
 def _run_from_entity(entity: Mapping[str, Any]) -> RunRecord:

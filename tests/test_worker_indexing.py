@@ -67,6 +67,6 @@ def test_the_real_worker_indexes_every_function() -> None:
     found = {f["name"]: f for f in json.loads(result.stdout.strip().splitlines()[-1])}
     assert set(found) == {"sweep_timer", "jobs_worker"}
     assert found["sweep_timer"]["inputs"] == ["timer"]
-    assert found["sweep_timer"]["outputs"] == ["jobs"]
+    assert found["sweep_timer"]["outputs"] == []
     assert found["jobs_worker"]["inputs"] == ["msg"]
     assert all(f["async"] for f in found.values())

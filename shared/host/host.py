@@ -218,6 +218,7 @@ class FunctionsHost:
         self._clients: dict[tuple[str, str, bool], QueueClient] = {}
         self._created: set[tuple[str, str]] = set()
         self.stats: dict[str, QueueStats] = {}
+        self.timer_failures = 0  # timer invocations that raised (serve)
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -241,6 +242,16 @@ class FunctionsHost:
     @property
     def queue_options(self) -> QueueOptions:
         return self.options.queues
+
+    @property
+    def poisoned(self) -> int:
+        """Messages this host moved to a poison queue (every listener, every run so far)."""
+        return sum(s.poisoned for s in self.stats.values())
+
+    @property
+    def failed(self) -> int:
+        """Queue invocations that raised, plus timer invocations that raised (serve)."""
+        return sum(s.failed for s in self.stats.values()) + self.timer_failures
 
     # -- storage -----------------------------------------------------------------------------
 
@@ -645,6 +656,7 @@ class FunctionsHost:
         try:
             await self.run_timer(name, past_due=past_due)
         except Exception as exc:
+            self.timer_failures += 1
             logger.error("Timer function %s failed: %s: %s", name, type(exc).__name__, exc)
             logger.debug("Timer function %s failure details", name, exc_info=exc)
 

@@ -1,7 +1,8 @@
-"""What every job shares: its context, its plan, and the summary of a run."""
+"""What every job shares: its context, its plan, the statuses and the summary of a run."""
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,39 @@ from shared.jobs.envelope import JobMessage
 from shared.storage import StateStore
 from shared.webapi import ApiClient, BatchEngine, EngineReport, Operation
 
-__all__ = ["Job", "JobContext", "Plan", "RunSummary"]
+__all__ = ["Job", "JobContext", "Plan", "RunStatus", "RunSummary"]
+
+
+class RunStatus(str, enum.Enum):
+    """The status of a run record (``daemonruns``); the outcome table is in
+    ``shared/jobs/dispatch.py``. Values are what the table stores and the log line shows."""
+
+    RUNNING = "running"  # started, no outcome yet
+    SUCCEEDED = "succeeded"  # every planned change applied (or nothing to do)
+    COMPLETED_WITH_ERRORS = "completed-with-errors"  # some people/operations failed for good
+    INVALID = "invalid"  # the message or payload can never succeed: completed
+    DRY_RUN = "dry-run"  # planned and logged, nothing applied
+    ABORTED = "aborted"  # the safety limit stopped it, nothing applied
+    RETRYING = "retrying"  # may succeed later: raised, the host redelivers
+    POISONED = "poisoned"  # failed on its last delivery: the host moves it to poison
+    FAILED = "failed"  # an unexpected exception (named): raised, the host redelivers
+    INTERRUPTED = "interrupted"  # the delivery died (crash, timeout) before an outcome
+    REQUEUED = "requeued"  # last delivery after crashes: handed to a fresh copy
+    PLANNED = "planned"  # a sweep that planned and enqueued its fan-out
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def completes(self) -> bool:
+        """True when the message is completed (deleted) after a run with this status."""
+        return self not in (RunStatus.RETRYING, RunStatus.POISONED, RunStatus.FAILED)
+
+    @property
+    def is_failure(self) -> bool:
+        """True for a delivery that really failed (what counts towards poison); a delivery
+        interrupted by a crash is not one."""
+        return self in (RunStatus.RETRYING, RunStatus.POISONED, RunStatus.FAILED)
 
 
 @dataclass
@@ -73,15 +106,17 @@ class RunSummary:
     problems: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    status: str = "succeeded"
+    status: RunStatus = RunStatus.SUCCEEDED
+    cause: str | None = None  # why it will be retried, was poisoned or failed
 
     def line(self) -> str:
         return (
             f"job {self.job} tenant {self.tenant} correlation {self.correlation_id}: "
-            f"{self.status}{' (dry run)' if self.dry_run else ''}; planned {self.planned}, "
-            f"applied {self.applied}, failed {self.failed + len(self.problems)}, gave up "
-            f"{self.gave_up}, throttled {self.throttled}, token requests "
+            f"{self.status.value}{' (dry run)' if self.dry_run else ''}; planned "
+            f"{self.planned}, applied {self.applied}, failed {self.failed + len(self.problems)}"
+            f", gave up {self.gave_up}, throttled {self.throttled}, token requests "
             f"{self.token_requests}, {self.seconds:.1f}s"
+            + (f"; cause: {self.cause}" if self.cause else "")
         )
 
 

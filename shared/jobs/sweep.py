@@ -10,8 +10,13 @@ the directory. Queue workers apply them.
 Delta reports changes only, so a leave date that passes later is remembered: accounts with a
 future leave date are kept in a watch list in the checkpoint. A leaver stays on the list
 until a later delta round shows it disabled; if it is still enabled an hour after it was
-enqueued (a lost message, a crash between planning and the queue write), it is enqueued
-again. Applying a leaver twice changes nothing, so the sweep is resumable at any point.
+enqueued (a message lost or poisoned), it is enqueued again.
+
+Crash consistency: the timer sends the plan's messages to the queue *before* it saves the
+checkpoint (:func:`commit_sweep`). A sweep killed before the save leaves the old checkpoint,
+so the next run replays the same delta round and finds the same leavers due (their
+``enqueued`` time was never saved): they are sent again at once, not an hour later. Applying
+a leaver twice changes nothing, so the sweep is resumable at any point.
 """
 
 from __future__ import annotations
@@ -68,9 +73,12 @@ class SweepPlan:
 
 
 async def plan_sweep(
-    instance: Instance, store: StateStore, tenant: str, *, now: float
+    instance: Instance, store: StateStore, tenant: str, *, now: float, run_id: str | None = None
 ) -> SweepPlan:
-    """Run the delta round and decide which leavers to fan out (nothing is written yet)."""
+    """Run the delta round and decide which leavers to fan out (nothing is written yet).
+
+    ``run_id`` names the run (its messages are ``sweep-<run_id>-<n>``); a new one by default.
+    """
     settings = instance.settings
     client = instance.api_client(tenant)
     previous = await store.get_checkpoint("sweep", tenant)
@@ -112,7 +120,7 @@ async def plan_sweep(
         if entry["leave"] <= now
         and (entry["enqueued"] == 0.0 or now - entry["enqueued"] >= REENQUEUE_AFTER)
     ]
-    run_id = uuid.uuid4().hex[:12]
+    run_id = run_id or uuid.uuid4().hex[:12]
     plan = SweepPlan(
         tenant=tenant,
         run_id=run_id,
@@ -147,5 +155,5 @@ async def plan_sweep(
 
 
 async def commit_sweep(store: StateStore, plan: SweepPlan) -> None:
-    """Save the new delta link and watch list (after the messages were handed to the host)."""
+    """Save the new delta link and watch list — only after the plan's messages were sent."""
     await store.put_checkpoint(plan.checkpoint, force=plan.checkpoint.etag is None)

@@ -132,6 +132,7 @@ async def test_failing_message_is_retried_then_poisoned_with_its_reason_logged(
     with caplog.at_level(logging.INFO, logger="shared.host"):
         result = await host.run_queue_until_idle(env["TEST_QUEUE"])
     assert (result.invocations, result.succeeded, result.failed, result.poisoned) == (4, 1, 3, 1)
+    assert (host.poisoned, host.failed) == (1, 3)  # what drain/serve report to the CLI
     counts = [m["dequeue_count"] for m in test_app.recorder.messages if m["body"].get("fail")]
     assert counts == [1, 2, 3]
     poison = env["TEST_QUEUE"] + "-poison"
@@ -325,3 +326,21 @@ def test_cli_drain_with_its_own_azurite() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "invocations 0" in result.stdout
+
+
+async def test_serve_counts_failed_timer_runs(env: dict[str, str]) -> None:
+    env["TEST_SCHEDULE"] = "* * * * * *"  # every second
+    host = make_host(env, max_polling_interval=0.2)
+    test_app.recorder.fail_timer = True
+    stop = asyncio.Event()
+    serving = asyncio.create_task(host.serve(stop, install_signal_handlers=False))
+    for _ in range(100):
+        if host.timer_failures:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(serving, 10)
+    assert host.timer_failures >= 1
+    assert host.failed >= host.timer_failures
+    assert await host.message_count(env["TEST_QUEUE"]) == 0  # a failed timer sends nothing
+    host.close()

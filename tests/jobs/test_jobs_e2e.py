@@ -8,11 +8,15 @@ import base64
 import datetime as dt
 import json
 import logging
+import time
 
 import pytest
 
+from shared.errors import JobError
+from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared.instance import current_instance
 from shared.jobs.envelope import JobMessage
+from shared.jobs.sweep import plan_sweep
 from tests.jobs.conftest import DOMAIN, Stack
 
 
@@ -30,8 +34,8 @@ async def test_timer_fans_out_and_workers_disable_each_leaver_once(stack: Stack)
     leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
     assert len(leavers) == 40
 
-    sent = await stack.host.run_timer("sweep_timer")
-    assert len(sent[stack.queue]) == 1  # 40 leavers, chunks of 100
+    await stack.host.run_timer("sweep_timer")
+    assert len(await stack.host.peek(stack.queue)) == 1  # 40 leavers, chunks of 100
     drained = await stack.host.run_queue_until_idle(stack.queue)
     assert drained.failed == 0
     assert drained.poisoned == 0
@@ -45,10 +49,10 @@ async def test_timer_fans_out_and_workers_disable_each_leaver_once(stack: Stack)
     assert all(updates[f"{tenant}/{uid}"] == 1 for uid in leavers)
 
     # the next sweep is incremental, sees the disabled accounts, and enqueues nothing
-    again = await stack.host.run_timer("sweep_timer")
-    assert again.get(stack.queue, []) == []
+    await stack.host.run_timer("sweep_timer")
+    assert await stack.host.message_count(stack.queue) == 0
     runs = await current_instance().store.list_runs("sweep", tenant=tenant)
-    assert len(runs) == 2
+    assert [r.status for r in runs] == ["planned", "planned"]
 
 
 async def test_redelivered_message_changes_nothing(stack: Stack) -> None:
@@ -85,36 +89,6 @@ async def test_redelivered_message_changes_nothing(stack: Stack) -> None:
     await stack.host.enqueue(stack.queue, message)
     await stack.host.run_queue_until_idle(stack.queue)
     assert stack.graph.stats.writes_applied == writes_after_first
-
-
-async def test_retryable_failure_lands_in_poison_after_max_dequeue_count(
-    stack: Stack, caplog: pytest.LogCaptureFixture
-) -> None:
-    tenant = stack.seed.home_tenant_id
-    users = stack.graph.directory.seed_users(tenant, 2)
-    stack.graph.faults.set(error_rate=1.0, error_retry_after_rate=0.0)  # Graph always 503
-    message = JobMessage.new(
-        "operations",
-        tenant,
-        {
-            "operations": [
-                {
-                    "id": "a",
-                    "method": "PATCH",
-                    "url": f"/users/{users[0]['id']}",
-                    "body": {"jobTitle": "x"},
-                }
-            ]
-        },
-        correlation_id="ops-1",
-    ).to_json()
-    await stack.host.enqueue(stack.queue, message)
-    with caplog.at_level(logging.WARNING):
-        drained = await stack.host.run_queue_until_idle(stack.queue, timeout=120)
-    assert drained.poisoned == 1
-    assert drained.failed == 5  # maxDequeueCount deliveries, each failing
-    assert await stack.host.peek(stack.poison) == [message]
-    assert any("could not be applied now" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -184,8 +158,8 @@ async def test_sweep_killed_midway_then_rerun_disables_each_leaver_once(stack: S
     leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
     # small chunks, and the workers die after the first messages
     stack.configure(DAEMON_SWEEP_CHUNK_SIZE="5")
-    sent = await stack.host.run_timer("sweep_timer")
-    assert len(sent[stack.queue]) == 6
+    await stack.host.run_timer("sweep_timer")
+    assert await stack.host.message_count(stack.queue) == 6
     # "kill": only two messages are processed, the rest stay in the queue
     client = stack.host.connection("AzureWebJobsStorage").queue_client(stack.queue, base64=True)
     taken = [client.receive_message(visibility_timeout=300) for _ in range(2)]
@@ -219,9 +193,9 @@ async def test_expired_delta_link_falls_back_to_full_scan(
     past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).isoformat()
     stack.graph.directory.tenant(tenant).update_user(user["id"], {"employeeLeaveDateTime": past})
     with caplog.at_level(logging.INFO):
-        sent = await stack.host.run_timer("sweep_timer")
+        await stack.host.run_timer("sweep_timer")
     assert any("expired; full scan" in r.getMessage() for r in caplog.records)
-    assert len(sent[stack.queue]) == 1
+    assert await stack.host.message_count(stack.queue) == 1
     await stack.host.run_queue_until_idle(stack.queue)
     assert stack.graph.directory.tenant(tenant).users[user["id"]]["accountEnabled"] is False
 
@@ -296,9 +270,9 @@ async def test_sweep_safety_limit_enqueues_nothing_and_keeps_the_checkpoint(
     tenant = stack.seed.home_tenant_id
     _seed_leavers(stack, 100, 30)  # 30 leavers = 60 writes
     stack.configure(DAEMON_MAX_CHANGES_PER_RUN="50")
-    with caplog.at_level(logging.ERROR):
-        sent = await stack.host.run_timer("sweep_timer")
-    assert sent.get(stack.queue, []) == []
+    with caplog.at_level(logging.ERROR), pytest.raises(JobError, match="aborted"):
+        await stack.host.run_timer("sweep_timer")
+    assert await stack.host.message_count(stack.queue) == 0
     assert any("DAEMON_MAX_CHANGES_PER_RUN=50" in r.getMessage() for r in caplog.records)
     store = current_instance().store
     assert await store.get_checkpoint("sweep", tenant) is None
@@ -384,3 +358,56 @@ async def test_movers_and_leavers_by_employee_id(stack: Stack) -> None:
     await stack.host.run_queue_until_idle(stack.queue)
     assert stack.graph.stats.writes_applied == writes
     assert revocations[f"{tenant}/{leaver['id']}"] == 1
+
+
+async def test_sweep_killed_before_saving_its_checkpoint_is_resent_at_once(stack: Stack) -> None:
+    tenant = stack.seed.home_tenant_id
+    users = _seed_leavers(stack, 100, 12)
+    leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
+    instance = current_instance()
+    store = instance.store
+    plan = await plan_sweep(instance, store, tenant, now=time.time())
+    assert len(plan.due) == 12
+    await instance.job_queue().send_all([m.to_json() for m in plan.messages])
+    # killed here: the fan-out was sent, the checkpoint never saved
+    assert await store.get_checkpoint("sweep", tenant) is None
+
+    await stack.host.run_timer("sweep_timer")  # the next run finds the same leavers due
+    assert await stack.host.message_count(stack.queue) == 2
+    assert await store.get_checkpoint("sweep", tenant) is not None
+    drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert (drained.failed, drained.poisoned) == (0, 0)
+    directory = stack.graph.directory.tenant(tenant)
+    assert [uid for uid in leavers if directory.users[uid]["accountEnabled"]] == []
+    # both copies may run at once and each disable the account: harmless, never lost
+    updates = {uid: stack.graph.stats.user_updates[f"{tenant}/{uid}"] for uid in leavers}
+    assert set(updates.values()) <= {1, 2}
+
+    await stack.host.run_timer("sweep_timer")
+    assert await stack.host.message_count(stack.queue) == 0
+
+
+async def test_a_sweep_that_cannot_send_saves_nothing_and_fails_visibly(
+    stack: Stack, azurite: Azurite
+) -> None:
+    tenant = stack.seed.home_tenant_id
+    _seed_leavers(stack, 50, 5)
+    # the queue endpoint is the blob service: every queue request is refused
+    broken = (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT_NAME};"
+        f"AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint={azurite.blob_endpoint};"
+        f"QueueEndpoint={azurite.blob_endpoint};TableEndpoint={azurite.table_endpoint}"
+    )
+    stack.configure(AzureWebJobsStorage=broken)
+    with pytest.raises(JobError, match=r"failed for 1 of \d tenant"):
+        await stack.host.run_timer("sweep_timer")
+    store = current_instance().store
+    assert await store.get_checkpoint("sweep", tenant) is None
+    [run] = await store.list_runs("sweep", tenant=tenant)
+    assert run.status == "failed"
+    assert "Queue storage failed" in (run.error or "")
+    assert DEV_ACCOUNT_KEY not in (run.error or "")
+
+    stack.configure(AzureWebJobsStorage=azurite.connection_string)
+    await stack.host.run_timer("sweep_timer")
+    assert await stack.host.message_count(stack.queue) == 1

@@ -207,3 +207,65 @@ async def test_mark_done_under_concurrent_redelivery(store: StateStore) -> None:
 def test_table_prefix_is_validated(azurite: Azurite) -> None:
     with pytest.raises(ValueError, match="table_prefix"):
         StateStore.from_env({"AzureWebJobsStorage": azurite.connection_string}, table_prefix="a-b")
+
+
+async def test_the_attempt_ledger_of_a_message(store: StateStore) -> None:
+    empty = await store.get_deliveries("corr/1", "msg-1")
+    assert (empty.attempts, empty.carried_failures, empty.carried_deliveries) == ({}, 0, 0)
+    started = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+    await store.record_delivery("corr/1", "msg-1", 1, started_at=started)
+    await store.record_delivery("corr/1", "msg-1", 1, status="retrying", cause="HTTP 503")
+    await asyncio.gather(  # concurrent writers of different deliveries never clobber each other
+        store.record_delivery("corr/1", "msg-1", 2, started_at=started + timedelta(minutes=1)),
+        store.carry_deliveries("corr/1", "msg-1", failures=2, deliveries=5, carried_from="msg-0"),
+    )
+    ledger = await store.get_deliveries("corr/1", "msg-1")
+    assert ledger.attempts[1].started_at == started
+    assert (ledger.attempts[1].status, ledger.attempts[1].cause) == ("retrying", "HTTP 503")
+    assert ledger.attempts[2].status is None  # started, no outcome (yet, or never: a crash)
+    assert (ledger.carried_failures, ledger.carried_deliveries) == (2, 5)
+    assert ledger.carried_from == "msg-0"
+    assert (await store.get_deliveries("corr/1", "msg-2")).attempts == {}  # per message id
+    with pytest.raises(ValueError, match="start at 1"):
+        await store.record_delivery("corr/1", "msg-1", 0, status="x")
+    with pytest.raises(ValueError, match="correlation id and a message id"):
+        await store.get_deliveries("corr/1", "")
+
+
+async def test_storage_failures_are_state_store_errors_without_secrets() -> None:
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.data.tables import TableServiceClient
+
+    from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME
+    from shared.storage import StateStoreError
+
+    service = TableServiceClient(  # nothing listens on port 9: refused at once, no retries
+        endpoint=f"http://127.0.0.1:9/{DEV_ACCOUNT_NAME}",
+        credential=AzureNamedKeyCredential(DEV_ACCOUNT_NAME, DEV_ACCOUNT_KEY),
+        retry_total=0,
+    )
+    store = StateStore(service)
+    with pytest.raises(StateStoreError, match="Table storage failed: ServiceRequestError") as info:
+        await store.get_checkpoint("sweep", TENANT)
+    assert DEV_ACCOUNT_KEY not in str(info.value)
+    store.close()
+
+
+async def test_job_queue_sends_base64_as_the_host_reads(azurite: Azurite) -> None:
+    import base64
+
+    from azure.storage.queue import QueueClient
+
+    from shared.storage import JobQueue, storage_connection
+
+    name = f"q-{uuid.uuid4().hex[:12]}"
+    queue = JobQueue(storage_connection({"AzureWebJobsStorage": azurite.connection_string}), name)
+    assert await queue.send_all(['{"n": 1}', '{"n": 2}']) == 2
+    hidden = await queue.send('{"n": 3}', hidden_for=60)
+    raw = QueueClient.from_connection_string(azurite.connection_string, name)
+    visible = [m.content for m in raw.peek_messages(max_messages=10)]
+    assert [base64.b64decode(v).decode() for v in visible] == ['{"n": 1}', '{"n": 2}']
+    await queue.reveal(hidden)
+    assert len(raw.peek_messages(max_messages=10)) == 3
+    raw.close()
+    queue.close()
