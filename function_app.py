@@ -33,11 +33,16 @@ async def sweep_timer(timer: func.TimerRequest) -> None:
 @app.queue_trigger(
     arg_name="msg", queue_name="%DAEMON_JOBS_QUEUE%", connection="AzureWebJobsStorage"
 )
-async def jobs_worker(msg: func.QueueMessage) -> None:
+async def jobs_worker(msg: func.QueueMessage, context: func.Context) -> None:
     """Run one job message; raise when it must not be completed, so the host redelivers it
-    (and, after maxDequeueCount deliveries, moves it to poison)."""
+    (and, after maxDequeueCount deliveries, moves it to poison). The invocation's trace
+    context makes the job's telemetry a child of the host's span."""
     from shared.jobs.dispatch import handle_queue_message
 
     await handle_queue_message(
-        msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1
+        msg.get_body(),
+        message_id=msg.id or "",
+        dequeue_count=msg.dequeue_count or 1,
+        traceparent=getattr(context.trace_context, "trace_parent", None),
+        inserted_at=msg.insertion_time,
     )

@@ -29,6 +29,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import secrets
 import signal
 import time
 import uuid
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.functions import _abc
 from azure.functions.queue import QueueMessage as FunctionQueueMessage
 from azure.functions.timer import TimerRequest
 
@@ -82,11 +84,30 @@ class _Out(func.Out[T], Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
+class _TraceContext(_abc.TraceContext):
+    def __init__(self, trace_parent: str) -> None:
+        self._trace_parent = trace_parent
+
+    @property
+    def trace_parent(self) -> str:
+        return self._trace_parent
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
 class _Context(func.Context):
     def __init__(self, function_name: str, directory: str) -> None:
         self._invocation_id = str(uuid.uuid4())
         self._function_name = function_name
         self._directory = directory
+        trace_parent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+        self._trace = _TraceContext(trace_parent)
 
     @property
     def invocation_id(self) -> str:
@@ -106,7 +127,8 @@ class _Context(func.Context):
 
     @property
     def trace_context(self) -> Any:
-        return None
+        """A fresh W3C trace per invocation, as the host starts one for each."""
+        return self._trace
 
     @property
     def retry_context(self) -> Any:

@@ -74,6 +74,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared import telemetry
 from shared.errors import (
     ApiError,
     ConfigurationError,
@@ -209,15 +210,21 @@ async def handle_queue_message(
     instance: Instance | None = None,
     max_dequeue_count: int | None = None,
     jobs: Mapping[str, Job] | None = None,
+    traceparent: str | None = None,
+    inserted_at: dt.datetime | None = None,
 ) -> RunSummary | None:
     """Validate and run one job message, following the outcome table above.
 
     Returns the run's summary, or None for a message completed as invalid; raises (so the
     host redelivers or poisons it) when the run may succeed later or failed unexpectedly.
     ``max_dequeue_count`` defaults to host.json's ``maxDequeueCount``; ``jobs`` to
-    :data:`JOBS`.
+    :data:`JOBS`. ``traceparent`` (the invocation's W3C trace context) parents the job's
+    telemetry span; ``inserted_at`` (when the message was enqueued) gives its queue age.
     """
     jobs = JOBS if jobs is None else jobs
+    if inserted_at is not None:
+        waited = (_now() - inserted_at).total_seconds()
+        telemetry.record("daemon.queue_age", max(0.0, waited))
     try:
         instance = instance or current_instance()
     except ConfigurationError as exc:
@@ -249,7 +256,17 @@ async def handle_queue_message(
         )
         await _record_invalid(instance, message_id, problem)
         return None
-    with run_context(job=message.job, tenant=message.tenant, correlation_id=message.correlation_id):
+    with (
+        run_context(job=message.job, tenant=message.tenant, correlation_id=message.correlation_id),
+        telemetry.span(
+            "daemon.job",
+            traceparent=traceparent,
+            job=message.job,
+            tenant=message.tenant,
+            correlation_id=message.correlation_id,
+            delivery=dequeue_count,
+        ),
+    ):
         limit = max_dequeue_count or instance.max_dequeue_count
         if not message_id:  # not from a queue (a direct call): no ledger
             return await run_job(
@@ -583,6 +600,12 @@ async def _plan_and_apply(ctx: JobContext, job: Job, summary: RunSummary) -> Non
     summary.failed = report.count(Outcome.FAILED)
     summary.gave_up = report.count(Outcome.GAVE_UP)
     summary.throttled = report.stats.items_throttled
+    attributes = {"job": message.job, "tenant": message.tenant}
+    for outcome in Outcome:
+        telemetry.add(
+            "daemon.operations", report.count(outcome), {**attributes, "outcome": outcome.value}
+        )
+    telemetry.add("daemon.throttled", summary.throttled, attributes)
     for result in report.results:
         if result.outcome is Outcome.FAILED:
             summary.errors.append(f"{result.operation_id}: {result.error}")
