@@ -51,7 +51,8 @@ def test_parameter_names_match_binding_names() -> None:
     """What the real worker's validate_function_params checks; a mismatch drops the app."""
     for function in _functions():
         user_function = function.get_user_function()
-        params = set(inspect.signature(user_function).parameters)
+        # "context" is the worker's own (the invocation context), not a binding
+        params = set(inspect.signature(user_function).parameters) - {"context"}
         bindings = {b.name for b in function.get_bindings() if b.name != "$return"}
         assert params == bindings, function.get_function_name()
         assert inspect.iscoroutinefunction(user_function), "functions must be async"
