@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.output import default_path
 from sandbox.graph import GraphConfig
 from sandbox.seed import API_SCOPE, PLATFORM_SETTING_NAMES, Seed, seed_default, settings_for
 from sandbox.server import Sandbox
@@ -62,7 +63,6 @@ __all__ = ["FULL", "QUICK", "Params", "main", "run"]
 
 logger = logging.getLogger(__name__)
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 AUTH_MODE = "keyvault-certificate"
 BATCH_SIZE = 20
 
@@ -772,7 +772,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[Params, Path, int]:
         except ValueError as exc:
             parser.error(str(exc))
     name = "batch_throughput.json" if not args.quick else "batch_throughput_quick.json"
-    return params, args.output or RESULTS_DIR / name, args.verbose
+    return params, args.output or default_path(name), args.verbose
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,20 +2,23 @@
 
 The host imports function_app.py on every cold start; nothing heavy may happen there. Each
 sample is a fresh interpreter; the two imports alternate so machine noise hits both alike.
-Writes benchmarks/results/import_time.json.
+Writes ``import_time.json`` to the untracked results directory, or to ``--output``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.output import default_path
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "import_time.json"
 SAMPLES = 15
 
 
@@ -32,7 +35,11 @@ def _one(statement: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks import")
+    parser.add_argument("--output", type=Path, help="where to write the JSON")
+    args = parser.parse_args(argv)
+    output = args.output or default_path("import_time.json")
     baseline, app = [], []
     started = time.monotonic()
     for _ in range(SAMPLES):
@@ -46,8 +53,8 @@ def main() -> int:
         "ratio": round(statistics.median(app) / statistics.median(baseline), 3),
         "duration_seconds": round(time.monotonic() - started, 1),
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(
         f"import function_app: median {result['function_app_median_s'] * 1000:.0f} ms vs "
         f"import azure.functions {result['azure_functions_median_s'] * 1000:.0f} ms "

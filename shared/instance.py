@@ -178,7 +178,9 @@ class Instance:
                     resource_units_per_second=self.settings.api_resource_units_per_second,
                 )
             )
-        return BatchEngine(client, pacer=pacer)
+        return BatchEngine(
+            client, pacer=pacer, replication_seconds=self.settings.replication_retry_seconds
+        )
 
     async def aclose(self) -> None:
         """Close this loop's API clients and the credential."""

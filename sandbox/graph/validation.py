@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ UPN_ALIAS_CHARACTERS = frozenset(string.ascii_letters + string.digits + "'.-_!#^
 UPN_ALIAS_MAX = 64
 PASSWORD_SYMBOLS = frozenset("@#$%^&*-_!+=[]{}|\\:',.?/`~\"();<> ")
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 REFERENCE_SETS = {"directoryobjects": "directoryObjects", "users": "users", "groups": "groups"}
 
 
@@ -124,4 +126,9 @@ def reference_id(ref: object, api_base: str, property_name: str) -> tuple[str, s
             f"Invalid URL format specified in {property_name}: '{ref}' must name "
             "directoryObjects/{id}, users/{id} or groups/{id}."
         )
+    if not _GUID.fullmatch(segments[1]):
+        # The Add members and group-update pages reference members by object id only
+        # (".../directoryObjects/{id}"); whether Graph also resolves a userPrincipalName
+        # there is not documented, so the stricter reading: an id or nothing.
+        raise bad_request(f"Invalid object identifier '{segments[1]}'.")
     return REFERENCE_SETS[segments[0].lower()], segments[1]

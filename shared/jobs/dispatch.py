@@ -617,9 +617,11 @@ async def _plan_and_apply(ctx: JobContext, job: Job, summary: RunSummary) -> Non
                 result.error,
             )
     if summary.gave_up:
+        first = next(r for r in report.results if r.outcome is Outcome.GAVE_UP)
         raise RetryableJobError(
-            f"{summary.gave_up} operation(s) could not be applied now (throttling or outage); "
-            "the message will be redelivered and only they will be retried"
+            f"{summary.gave_up} operation(s) could not be applied now (throttling, outage or "
+            f"no token); first: {first.operation_id}: {first.error}; only they are retried "
+            "on redelivery"
         )
 
 

@@ -631,10 +631,12 @@ def plan_joiner(
                 f"add-{eid}-{group}",
                 "POST",
                 f"/groups/{group}/members/$ref",
-                # the new user's object id is not known yet: referenced by its UPN
+                # the new user's object id is not known yet: the engine references it by
+                # the id the create returned (reference_from); the UPN names the same user
                 {"@odata.id": user_url(api_base, upn)},
                 headers=_JSON,
                 depends_on=(create,),
+                reference_from=create,
             ),
             f"add {upn} to group {group}",
         )

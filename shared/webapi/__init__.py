@@ -1,18 +1,28 @@
 """Calling the web API: the HTTP client (retries, 401 refresh, paging, delta) and the batch
-engine (pack ≤ 20, dependsOn, pacing, item retries, exactly one result per operation)."""
+engine (fully parallel batches of ≤ 20, dependencies honoured by the engine, member adds
+coalesced, pacing, item retries, exactly one result per operation)."""
 
 from __future__ import annotations
 
 from shared.webapi.client import ApiClient
-from shared.webapi.engine import BatchEngine, EngineReport, EngineStats, Progress, ProgressCallback
+from shared.webapi.engine import (
+    DEFAULT_REPLICATION_SECONDS,
+    BatchEngine,
+    EngineReport,
+    EngineStats,
+    Progress,
+    ProgressCallback,
+)
 from shared.webapi.operations import Cost, CreateIdentity, Operation, Outcome, Result
 from shared.webapi.pacing import PacingConfig, TenantPacer
 from shared.webapi.response import ApiResponse, DeltaResult
 from shared.webapi.retry import RetryPolicy, parse_retry_after
 from shared.webapi.timing import Clock, Sleep
 from shared.webapi.tokens import TokenSource
+from shared.webapi.urls import directory_object_url, group_url, user_url
 
 __all__ = [
+    "DEFAULT_REPLICATION_SECONDS",
     "ApiClient",
     "ApiResponse",
     "BatchEngine",
@@ -32,5 +42,8 @@ __all__ = [
     "Sleep",
     "TenantPacer",
     "TokenSource",
+    "directory_object_url",
+    "group_url",
     "parse_retry_after",
+    "user_url",
 ]

@@ -7,6 +7,7 @@ network; operations that depend on it fail too (they cannot run without it); the
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "Outcome",
     "Prepared",
     "Result",
+    "check_json_body",
     "estimate_cost",
     "validate_operations",
 ]
@@ -42,7 +44,8 @@ class Outcome(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Cost:
-    """What one operation takes from the tenant's budget (DESIGN.md §5)."""
+    """What one operation takes from the tenant's budget (identity and access service
+    limits: https://learn.microsoft.com/graph/throttling-limits)."""
 
     writes: int = 0
     resource_units: int = 1
@@ -79,12 +82,15 @@ def is_reference_add(method: str, url: str) -> bool:
 
 @dataclass(frozen=True)
 class CreateIdentity:
-    """How to recognise an object created by a POST whose outcome was unknown.
+    """How to recognise the object a POST create makes, so the create is safe to resend.
 
-    When the resent create answers 400 "already exists" (ObjectConflict), the engine GETs
-    ``path`` (a single object or a collection with ``value``) and looks for an object whose
-    ``attribute`` equals ``value``: found → the create succeeded earlier (resolved_conflict);
-    not found → the conflict is with someone else's object, a permanent failure.
+    Whenever the create answers 400 "already exists" (ObjectConflict) — after an unknown
+    outcome, but also on a first attempt (another run may have created the same object) —
+    the engine GETs ``path`` (a single object or a collection with ``value``) and looks for
+    an object whose ``attribute`` equals ``value``: exactly one → the object exists, the
+    create counts as done (resolved_conflict); none → the conflict is with another object,
+    a permanent failure (after retrying the read within the replication bound: a new object
+    may not be readable yet).
     """
 
     path: str
@@ -109,12 +115,20 @@ class Operation:
     """One request to run. ``id`` is the caller's key and must be unique in a run.
 
     ``url`` is relative to the client's base URL (``/users/{id}``). ``body`` is sent as JSON
-    unless it is bytes (or the headers give a non-JSON Content-Type), then base64 in a batch.
-    ``depends_on`` names operations that must succeed first (Graph ``dependsOn``).
+    unless it is bytes (or the headers give a non-JSON Content-Type), then base64 in a batch;
+    a JSON body that cannot be encoded (a lone surrogate, NaN, Infinity) fails validation.
+    ``depends_on`` names operations that must succeed first: the engine sends an operation
+    only after they all succeeded (it never sends Graph's ``dependsOn``: every batch is
+    fully parallel) and fails it, with their error, when one of them did not.
     ``idempotency`` makes a POST create safe to resend after an unknown outcome.
     ``idempotent`` overrides the method's default (POST False — except reference adds
     ``POST …/$ref``, see :func:`is_reference_add` — others True).
     ``cost`` overrides :func:`estimate_cost`.
+    ``reference_from`` names the create (in ``depends_on``) whose object a member add
+    (``POST …/members/$ref`` with ``{"@odata.id": URL}``) refers to: once that create
+    succeeded, the engine sends ``{base}/directoryObjects/{id of the created object}``
+    instead of ``URL`` (Graph's Add members page references members by id; ``URL``, e.g.
+    ``{base}/users/{userPrincipalName}``, names the same object before its id is known).
     """
 
     id: str
@@ -126,6 +140,7 @@ class Operation:
     idempotency: CreateIdentity | None = None
     idempotent: bool | None = None
     cost: Cost | None = None
+    reference_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +185,53 @@ def _content_type(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def _unencodable(value: Any, where: str, depth: int = 0) -> str | None:
+    """Where and why ``value`` cannot be sent as JSON (UTF-8, no NaN/Infinity), or None."""
+    if depth > 64:
+        return f"{where} is nested more than 64 levels deep"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{where} contains a lone surrogate (not valid UTF-8)"
+        return None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        # Python refuses to print integers of more than 4,300 digits (int_max_str_digits)
+        return None if value.bit_length() <= 14_000 else f"{where} is an integer too long for JSON"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} is {value!r} (not valid JSON)"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{where} has a non-string key {key!r}"
+            problem = _unencodable(key, f"{where} key {key[:40]!r}", depth + 1) or _unencodable(
+                item, f"{where}[{key[:40]!r}]", depth + 1
+            )
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            problem = _unencodable(item, f"{where}[{i}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"{where} is a {type(value).__name__}, which JSON cannot represent"
+
+
+def check_json_body(body: Any) -> None:
+    """UnsafeRequestError naming the place when ``body`` cannot be encoded as JSON.
+
+    The batch is one JSON document: a lone surrogate or NaN in one operation's body would
+    make the whole ``$batch`` fail to encode, failing every operation in it.
+    """
+    problem = _unencodable(body, "body")
+    if problem is not None:
+        raise UnsafeRequestError(problem)
+
+
 def _check_one(op: Operation, base: BaseUrl) -> tuple[str, str]:
     """(method, relative url) or UnsafeRequestError naming the problem."""
     if not isinstance(op.method, str) or op.method.upper() not in BATCH_METHODS:
@@ -180,6 +242,15 @@ def _check_one(op: Operation, base: BaseUrl) -> tuple[str, str]:
     if not isinstance(op.url, str) or not op.url.strip():
         raise UnsafeRequestError("url is missing")
     url = base.relative(op.url)
+    if op.reference_from is not None and (
+        op.reference_from not in op.depends_on
+        or not isinstance(op.body, Mapping)
+        or set(op.body) != {"@odata.id"}
+    ):
+        raise UnsafeRequestError(
+            "reference_from must name one of depends_on, on a member add whose body is "
+            '{"@odata.id": URL}'
+        )
     if not isinstance(op.headers, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in op.headers.items()
     ):
@@ -192,8 +263,11 @@ def _check_one(op: Operation, base: BaseUrl) -> tuple[str, str]:
     if op.body is not None:
         if method not in _BODY_METHODS:
             raise UnsafeRequestError(f"a body is not allowed with {method}")
-        if isinstance(op.body, bytes | bytearray) and not _content_type(op.headers):
-            raise UnsafeRequestError("a bytes body needs a Content-Type header")
+        if isinstance(op.body, bytes | bytearray):
+            if not _content_type(op.headers):
+                raise UnsafeRequestError("a bytes body needs a Content-Type header")
+        else:
+            check_json_body(op.body)
     if not isinstance(op.depends_on, tuple) or not all(isinstance(d, str) for d in op.depends_on):
         raise UnsafeRequestError("depends_on must be a tuple of operation ids")
     if op.id in op.depends_on:

@@ -1,8 +1,9 @@
 """Per-tenant pacing: a two-dimensional token bucket (writes, resource units) that adapts.
 
-The configured budget (DESIGN.md §5: 20 writes/s per app+tenant, 3,500–8,000 RU per 10 s)
-is a *ceiling*: other instances may spend the same budget, so the pacer never assumes it is
-all ours and learns the share it actually gets from the API's answers (AIMD):
+The configured budget (Graph's identity limits, 20 writes/s per app+tenant and 3,500–8,000
+RU per 10 s: https://learn.microsoft.com/graph/throttling-limits) is a *ceiling*: other
+instances may spend the same budget, so the pacer never assumes it is all ours and learns
+the share it actually gets from the API's answers (AIMD):
 
 - it starts at ``utilization`` × budget (0.95 by default) and never goes above that;
 - a 429 multiplies the rate by ``decrease_factor`` (once per round trip: answers to

@@ -65,3 +65,29 @@ def test_other_references_are_refused(strict: Strict, template: str) -> None:
     bound = strict.http.patch(url, json={"members@odata.bind": [ref]})
     assert "Invalid URL format" in graph_error(bound, 400, "Request_BadRequest")["message"]
     assert directory.counts(strict.tenant)["memberships"] == 0
+
+
+@pytest.mark.parametrize("bind", [False, True])
+def test_references_name_objects_by_id_not_by_user_principal_name(
+    strict: Strict, bind: bool
+) -> None:
+    """The Add members and group-update pages reference members by object id only; a
+    userPrincipalName in the URL is refused (undocumented there: the stricter reading)."""
+    directory = strict.sandbox.graph.directory
+    group = directory.add_group(strict.tenant, "ById")
+    user = directory.seed_users(strict.tenant, 1)[0]
+    by_upn = strict.ref(user["userPrincipalName"], "users")
+    if bind:
+        response = strict.http.patch(
+            f"/v1.0/groups/{group['id']}", json={"members@odata.bind": [by_upn]}
+        )
+    else:
+        response = strict.http.post(
+            f"/v1.0/groups/{group['id']}/members/$ref", json={"@odata.id": by_upn}
+        )
+    error = graph_error(response, 400, "Request_BadRequest")
+    assert "Invalid object identifier" in error["message"]
+    by_id = strict.http.post(
+        f"/v1.0/groups/{group['id']}/members/$ref", json={"@odata.id": strict.ref(user["id"])}
+    )
+    assert by_id.status_code == 204, by_id.text

@@ -1,5 +1,7 @@
 """The batch engine against the sandbox's Graph-like API over HTTPS, with real tokens.
 
+The sandbox is strict (it refuses any batch that is not fully parallel or fully sequential,
+checks that references name its own host and version) and has its replication delay on.
 Counts and states only: the sandbox records every request, item, 429 and write it saw.
 """
 
@@ -22,6 +24,7 @@ from shared.webapi import (
     PacingConfig,
     Progress,
     RetryPolicy,
+    user_url,
 )
 from tests.sandbox_env import Env, running_sandbox
 
@@ -61,13 +64,14 @@ def _create(n: int) -> Operation:
     )
 
 
-def _add_member(n: int, group_id: str) -> Operation:
+def _add_member(n: int, group_id: str, base: str, *, op_id: str | None = None) -> Operation:
     return Operation(
-        id=f"member-{n}",
+        id=op_id or f"member-{n}",
         method="POST",
         url=f"/groups/{group_id}/members/$ref",
-        body={"@odata.id": f"https://graph.microsoft.com/v1.0/users/new{n:05d}@{DOMAIN}"},
+        body={"@odata.id": user_url(base, f"new{n:05d}@{DOMAIN}")},
         depends_on=(f"create-{n}",),
+        reference_from=f"create-{n}",  # sent as directoryObjects/{the created id}
     )
 
 
@@ -88,9 +92,10 @@ async def test_2000_mixed_operations_under_tight_budget_and_5xx(graph_env: Env) 
     group = env.graph.directory.add_group(tenant, "Joiners")
     env.graph.faults.set(error_rate=0.10, error_retry_after=0.2, reset_after_apply_rate=0.01)
 
+    base = _instance(env).settings.api_base_url
     ops: list[Operation] = []
     for n in range(400):
-        ops += [_create(n), _add_member(n, group["id"])]
+        ops += [_create(n), _add_member(n, group["id"], base)]
     for user in users[:800]:
         ops.append(
             Operation(
@@ -172,37 +177,95 @@ async def test_45_operations_are_sent_as_20_20_5_with_depends_on_kept(graph_env:
     assert report.count(Outcome.SUCCEEDED) == 45
     assert env.graph.stats.batch_sizes == [20, 20, 5]
 
-    # a create and its group add travel in one batch, in order, even across batch borders
+    # a create next to 19 others, its group add in a later batch once it succeeded: every
+    # batch fully parallel
     group = env.graph.directory.add_group(tenant, "G")
     chained = [
         Operation(f"p{i}", "PATCH", f"/users/{users[i]['id']}", {"jobTitle": "x"})
         for i in range(19)
     ]
-    chained += [_create(1), _add_member(1, group["id"])]
+    chained += [_create(1), _add_member(1, group["id"], instance.settings.api_base_url)]
     env.graph.stats.batch_sizes.clear()
+    env.graph.stats.batch_shapes.clear()
     async with instance.api_client() as client:
         report = await BatchEngine(client, concurrency=1).run(chained)
     assert report.count(Outcome.SUCCEEDED) == 21
-    assert env.graph.stats.batch_sizes == [19, 2]
+    assert env.graph.stats.batch_sizes[0] == 20
+    assert set(env.graph.stats.batch_sizes[1:]) == {1}  # the add (retried while replicating)
+    assert set(env.graph.stats.batch_shapes) == {"parallel"}
     created = env.graph.directory.tenant(tenant).find_user(f"new00001@{DOMAIN}")
     assert created is not None
     assert created["id"] in env.graph.directory.tenant(tenant).members[group["id"]]
 
 
-async def test_424_chain_is_rerun_when_its_root_failed_retryably(graph_env: Env) -> None:
+async def test_a_dependant_waits_until_its_root_succeeded(graph_env: Env) -> None:
     env = graph_env
     tenant = env.seed.home_tenant_id
     group = env.graph.directory.add_group(tenant, "G")
-    env.graph.faults.set(fail_next=1)  # the create answers 503 (not applied); its add gets 424
+    env.graph.faults.set(fail_next=1)  # the create answers 503 (not applied)
     instance = _instance(env)
+    ops = [_create(7), _add_member(7, group["id"], instance.settings.api_base_url)]
     async with instance.api_client() as client:
-        report = await BatchEngine(client).run([_create(7), _add_member(7, group["id"])])
+        report = await BatchEngine(client).run(ops)
     assert report.count(Outcome.SUCCEEDED) == 2
-    assert env.graph.stats.statuses[424] == 1
+    assert env.graph.stats.statuses[424] == 0  # never sent before its root succeeded
     by_id = report.by_id()
     assert by_id["create-7"].attempts == 2
-    assert by_id["member-7"].attempts == 2
+    assert by_id["member-7"].attempts >= 1
     assert env.graph.stats.duplicate_creates() == []
+    created = env.graph.directory.tenant(tenant).find_user(f"new00007@{DOMAIN}")
+    assert created is not None
+    assert created["id"] in env.graph.directory.tenant(tenant).members[group["id"]]
+
+
+async def test_joiners_coalesced_with_replication_delay_every_membership_present(
+    graph_env: Env,
+) -> None:
+    env = graph_env
+    tenant = env.seed.home_tenant_id
+    groups = [env.graph.directory.add_group(tenant, f"G{g}") for g in range(2)]
+    already = env.graph.directory.seed_users(tenant, 3)
+    directory = env.graph.directory.tenant(tenant)
+    directory.add_member(groups[0]["id"], already[0]["id"])  # one add is "already exist"
+    instance = _instance(env)
+    base = instance.settings.api_base_url
+    ops: list[Operation] = []
+    for n in range(60):
+        ops.append(_create(n))
+        ops += [
+            _add_member(n, g["id"], base, op_id=f"member-{n}-{i}") for i, g in enumerate(groups)
+        ]
+    ops += [
+        Operation(
+            f"existing-{i}",
+            "POST",
+            f"/groups/{groups[0]['id']}/members/$ref",
+            {"@odata.id": user_url(base, u["id"])},
+        )
+        for i, u in enumerate(already)
+    ]
+    async with instance.api_client() as client:
+        report = await BatchEngine(
+            client, retry=RetryPolicy(max_attempts=6, max_total_seconds=120, base=0.2, cap=2.0)
+        ).run(ops)
+    assert report.count(Outcome.SUCCEEDED) == len(ops), [
+        (r.operation_id, r.status, r.error) for r in report.results if not r.succeeded
+    ][:5]
+    assert report.by_id()["existing-0"].resolved_conflict
+    stats = env.graph.stats
+    assert set(stats.batch_shapes) == {"parallel"}
+    assert report.stats.member_binds > 0
+    assert report.stats.replication_retries > 0
+    for n in range(60):
+        created = directory.find_user(f"new{n:05d}@{DOMAIN}")
+        assert created is not None
+        for g in groups:
+            assert created["id"] in directory.members[g["id"]]
+    assert all(count == 1 for count in stats.member_adds.values())
+    assert stats.duplicate_creates() == []
+    # the binds saved writes: 120 joiner adds in far fewer member writes
+    assert report.stats.members_coalesced >= 60
+    assert report.stats.member_binds < 120 // 4
 
 
 async def test_a_permanently_failed_root_fails_its_dependants(graph_env: Env) -> None:
@@ -213,7 +276,7 @@ async def test_a_permanently_failed_root_fails_its_dependants(graph_env: Env) ->
         "member-bad",
         "POST",
         f"/groups/{group['id']}/members/$ref",
-        {"@odata.id": "https://graph.microsoft.com/v1.0/users/nobody@contoso.example"},
+        {"@odata.id": user_url(_instance(env).settings.api_base_url, "nobody@contoso.example")},
         depends_on=("create-bad",),
     )
     instance = _instance(env)

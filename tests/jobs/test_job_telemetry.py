@@ -83,6 +83,10 @@ async def test_job_span_joins_the_invocation_and_counts_operations(
     assert f"{jobs[0].context.trace_id:032x}" == TRACE_ID
     assert jobs[0].attributes is not None
     assert jobs[0].attributes["correlation_id"] == "corr-telemetry"
+    batches = [s for s in spans.get_finished_spans() if s.name == "daemon.batch"]
+    assert batches
+    assert all(s.context.trace_id == jobs[0].context.trace_id for s in batches)
+    assert sum(int((s.attributes or {})["items"]) for s in batches) >= 3
     succeeded = [v for a, v in _points(reader, "daemon.operations") if a["outcome"] == "succeeded"]
     assert succeeded == [3.0]
     [(_, waited)] = _points(reader, "daemon.queue_age")

@@ -247,11 +247,6 @@ async def test_a_missing_setting_is_retried_then_poisoned_with_its_cause(stack: 
     assert stack.graph.stats.writes_applied == 0
 
 
-@pytest.mark.xfail(
-    reason="the batch engine reports a refused token as a permanent per-operation failure "
-    "(shared/webapi/engine/run.py: except DaemonError -> fail_unsettled); it must be retried",
-    strict=False,
-)
 async def test_a_credential_failure_is_retried_then_poisoned_with_its_cause(
     stack: Stack,
 ) -> None:

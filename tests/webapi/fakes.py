@@ -1,9 +1,14 @@
 """Test doubles for the web API tests: fake time, a fake token source and a fake "Graph".
 
 The fake Graph implements just enough of Microsoft Graph for the client and the batch
-engine: users (create with ObjectConflict, read, filter by employeeId, patch, delete), group
-member references, ``$batch`` with ``dependsOn``/424, and scripted or random faults (per-item
-429 with Retry-After, 5xx, whole-batch failures, malformed answers, timeouts after applying).
+engine, as strictly as Graph: users (create with ObjectConflict, read, filter by employeeId,
+patch, delete), groups (create), member references (``POST …/members/$ref``, ``PATCH
+/groups/{id}`` with ``members@odata.bind``, all-or-nothing, at most 20; ``DELETE
+…/members/{id}/$ref``), references that must name the API's own host and version, a
+replication delay (a new object is not readable or referenceable for a while), ``$batch``
+that refuses anything but a fully parallel batch as a whole (400) and runs items in random
+order, and scripted or random faults (per-item 429 with Retry-After, 5xx, whole-batch
+failures, malformed answers, timeouts after applying).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import heapq
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +90,17 @@ class Fault:
     body: Any = None
 
 
+_ALREADY = (
+    "One or more added object references already exist for the following modified "
+    "properties: 'members'."
+)
+_MISSING = "The source resource object or one of the objects being referenced do not exist."
+_NOT_FOUND = (
+    "Resource does not exist or one of its queried reference-property objects are not present."
+)
+_MIXED = "Batch should be either fully sequential or fully parallel."
+
+
 def _error(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
@@ -107,6 +124,14 @@ class FakeGraph:
     creates: int = 0
     throttled_seen: list[tuple[str, float, float]] = field(default_factory=list)
     unauthorized_tokens: set[str] = field(default_factory=set)
+    base: str = BASE
+    replication_delay: float = 0.0  # seconds a new user/group stays unreadable/unreferenceable
+    strict_refs: bool = False  # a reference must name an existing user or group
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_at: dict[str, float] = field(default_factory=dict)
+    member_adds: Counter[tuple[str, str]] = field(default_factory=Counter)
+    binds: list[tuple[str, int]] = field(default_factory=list)  # (group, references) applied
+    refused_batches: int = 0
 
     # -- single items -------------------------------------------------------------------
 
@@ -168,10 +193,11 @@ class FakeGraph:
             self.creates += 1
             new = {"id": f"id-{self.creates}", **body}
             self.users[new["id"]] = new
+            self.created_at[new["id"]] = self.time.now
             return 201, json_headers, new
         if segments == ["users"] and method == "GET":
             query = parse_qs(parts.query)
-            found = list(self.users.values())
+            found = [u for u in self.users.values() if self._visible(str(u["id"]))]
             for flt in query.get("$filter", []):
                 key, _, value = flt.partition(" eq ")
                 found = [u for u in found if str(u.get(key)) == value.strip("'")]
@@ -179,7 +205,7 @@ class FakeGraph:
         if len(segments) == 2 and segments[0] == "users":
             uid = segments[1]
             if method == "GET":
-                if uid not in self.users:
+                if uid not in self.users or not self._visible(uid):
                     return 404, json_headers, _error("Request_ResourceNotFound", f"no user {uid}")
                 return 200, json_headers, self.users[uid]
             if method == "PATCH":
@@ -189,22 +215,96 @@ class FakeGraph:
                 if self.users.pop(uid, None) is None:
                     return 404, json_headers, _error("Request_ResourceNotFound", f"no user {uid}")
                 return 204, {}, None
+        if segments == ["groups"] and method == "POST":
+            self.creates += 1
+            gid = f"grp-{self.creates}"
+            self.groups[gid] = {"id": gid, **(body or {})}
+            self.created_at[gid] = self.time.now
+            self.members.setdefault(gid, set())
+            return 201, json_headers, self.groups[gid]
+        if len(segments) == 2 and segments[0] == "groups" and method == "PATCH":
+            return self._bind(segments[1], body)
         if len(segments) == 4 and segments[0] == "groups" and segments[2:] == ["members", "$ref"]:
+            if not self._visible(segments[1]):
+                return 404, json_headers, _error("Request_ResourceNotFound", _NOT_FOUND)
+            refs = [(body or {}).get("@odata.id")]
+            problem = self._check_refs(refs)
+            if problem is not None:
+                return problem
+            key = self._key(str(refs[0]))
             group = self.members.setdefault(segments[1], set())
-            ref = str((body or {}).get("@odata.id", ""))
-            if ref in group:
+            if key in group:
+                return 400, json_headers, _error("Request_BadRequest", _ALREADY)
+            group.add(key)
+            self.member_adds[(segments[1], key)] += 1
+            return 204, {}, None
+        if (
+            len(segments) == 5
+            and segments[0] == "groups"
+            and segments[2] == "members"
+            and segments[4] == "$ref"
+            and method == "DELETE"
+        ):
+            group = self.members.setdefault(segments[1], set())
+            gone = {k for k in group if k.rsplit("/", 1)[-1] == segments[3]}
+            if not gone:
+                return 404, json_headers, _error("Request_ResourceNotFound", _NOT_FOUND)
+            group -= gone
+            return 204, {}, None
+        return 404, json_headers, _error("Request_ResourceNotFound", f"nothing at {url}")
+
+    def _visible(self, object_id: str) -> bool:
+        """False while a new object is still replicating."""
+        born = self.created_at.get(object_id)
+        return born is None or self.time.now >= born + self.replication_delay
+
+    def _resolve(self, tail: str) -> str | None:
+        """The object id a reference's last segment names (id or userPrincipalName)."""
+        if tail in self.users or tail in self.groups:
+            return tail
+        for uid, user in self.users.items():
+            if str(user.get("userPrincipalName", "")).lower() == tail.lower():
+                return uid
+        return None
+
+    def _key(self, ref: str) -> str:
+        tail = ref.rstrip("/").rsplit("/", 1)[-1]
+        uid = self._resolve(tail)
+        return f"{self.base}/directoryObjects/{uid}" if uid is not None else ref
+
+    def _check_refs(self, refs: list[Any]) -> tuple[int, dict[str, str], Any] | None:
+        json_headers = {"Content-Type": "application/json"}
+        for ref in refs:
+            if not isinstance(ref, str) or not ref.startswith(self.base + "/"):
                 return (
                     400,
                     json_headers,
-                    _error(
-                        "Request_BadRequest",
-                        "One or more added object references already exist for the following "
-                        "modified properties: 'members'.",
-                    ),
+                    _error("Request_BadRequest", f"Invalid object identifier '{ref}'."),
                 )
-            group.add(ref)
-            return 204, {}, None
-        return 404, json_headers, _error("Request_ResourceNotFound", f"nothing at {url}")
+            uid = self._resolve(ref.rstrip("/").rsplit("/", 1)[-1])
+            if (uid is None and self.strict_refs) or (uid is not None and not self._visible(uid)):
+                return 400, json_headers, _error("Request_BadRequest", _MISSING)
+        return None
+
+    def _bind(self, gid: str, body: Any) -> tuple[int, dict[str, str], Any]:
+        json_headers = {"Content-Type": "application/json"}
+        if not self._visible(gid):
+            return 404, json_headers, _error("Request_ResourceNotFound", _NOT_FOUND)
+        refs = (body or {}).get("members@odata.bind")
+        if not isinstance(refs, list) or not refs or len(refs) > 20:
+            return 400, json_headers, _error("BadRequest", "members@odata.bind: 1 to 20 URLs")
+        problem = self._check_refs(refs)
+        if problem is not None:
+            return problem
+        keys = [self._key(r) for r in refs]
+        group = self.members.setdefault(gid, set())
+        if len(set(keys)) != len(keys) or any(k in group for k in keys):
+            return 400, json_headers, _error("Request_BadRequest", _ALREADY)
+        for key in keys:  # all or nothing
+            group.add(key)
+            self.member_adds[(gid, key)] += 1
+        self.binds.append((gid, len(keys)))
+        return 204, {}, None
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -214,7 +314,7 @@ class FakeGraph:
         if auth.removeprefix("Bearer ") in self.unauthorized_tokens:
             return httpx.Response(401, json=_error("InvalidAuthenticationToken", "expired"))
         path = request.url.raw_path.decode()
-        prefix = "/v1.0"
+        prefix = httpx.URL(self.base).path.rstrip("/")
         rel = path[len(prefix) :] if path.startswith(prefix) else path
         if rel == "/$batch" and request.method == "POST":
             return self._batch(request)
@@ -234,7 +334,20 @@ class FakeGraph:
             fault = self.random_batch_fault()
         ids = [i["id"] for i in items]
         if len(items) > 20 or len(set(ids)) != len(ids):
+            self.refused_batches += 1
             return httpx.Response(400, json=_error("BadRequest", "invalid batch"))
+        # Graph refuses a batch that is not fully parallel (or fully sequential) as a whole;
+        # stricter here: the engine never sends dependsOn, so any dependsOn is refused.
+        if any("dependsOn" in i or "depends_on" in i for i in items):
+            self.refused_batches += 1
+            return httpx.Response(400, json=_error("BadRequest", _MIXED))
+        for i in items:
+            has_type = any(k.lower() == "content-type" for k in i.get("headers", {}))
+            if i.get("body") is not None and not has_type:
+                self.refused_batches += 1
+                return httpx.Response(
+                    400, json=_error("BadRequest", "Content-Type header is missing")
+                )
         if fault == "429":
             return httpx.Response(
                 429, headers={"Retry-After": "2"}, json=_error("TooManyRequests", "slow down")
@@ -282,25 +395,18 @@ class FakeGraph:
             self.throttled_seen.append((url, self.time.now, float(headers["Retry-After"])))
 
     def _run_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        statuses: dict[str, int] = {}
+        """Unsequenced items run concurrently in Graph, in no guaranteed order: here in a
+        random order."""
+        order = list(items)
+        self.rng.shuffle(order)
         out: list[dict[str, Any]] = []
-        for item in items:
-            deps = item.get("dependsOn", [])
+        for item in order:
             headers: dict[str, str]
-            if any(d not in statuses for d in deps):
-                status, headers, body = 400, {}, _error("BadRequest", "dependsOn a later id")
-            elif any(not 200 <= statuses[d] < 300 for d in deps):
-                status, headers, body = 424, {}, _error("FailedDependency", "dependency failed")
-            else:
-                body_in = item.get("body")
-                item_headers = {k.lower(): v for k, v in item.get("headers", {}).items()}
-                if body_in is not None and "content-type" not in item_headers:
-                    status, headers, body = 400, {}, _error("BadRequest", "Content-Type missing")
-                else:
-                    if body_in is not None and "json" not in item_headers["content-type"]:
-                        body_in = base64.b64decode(body_in)
-                    status, headers, body = self.execute(item["method"], item["url"], body_in)
-            statuses[item["id"]] = status
+            body_in = item.get("body")
+            item_headers = {k.lower(): v for k, v in item.get("headers", {}).items()}
+            if body_in is not None and "json" not in item_headers["content-type"]:
+                body_in = base64.b64decode(body_in)
+            status, headers, body = self.execute(item["method"], item["url"], body_in)
             entry: dict[str, Any] = {"id": item["id"], "status": status, "headers": headers}
             if body is not None:
                 entry["body"] = body
@@ -316,7 +422,7 @@ def make_client(
     **kwargs: Any,
 ) -> ApiClient:
     return ApiClient(
-        BASE,
+        graph.base,
         tokens or FakeTokens(),
         transport=httpx.MockTransport(graph.handler),
         retry=retry or RetryPolicy(max_attempts=4, max_total_seconds=60.0),

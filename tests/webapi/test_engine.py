@@ -88,7 +88,7 @@ async def test_batch_items_are_well_formed() -> None:
     assert items[2]["body"] == {"city": "c3"}
 
 
-async def test_depends_on_kept_in_one_batch_in_order_as_dependsOn() -> None:
+async def test_dependencies_honoured_by_the_engine_every_batch_fully_parallel() -> None:
     graph = FakeGraph()
     ops = [
         _patch(1),
@@ -97,16 +97,34 @@ async def test_depends_on_kept_in_one_batch_in_order_as_dependsOn() -> None:
         _patch("b", depends_on=("opa",)),
         _patch("a"),
     ]
-    report = await _engine(graph).run(ops)
+    report = await _engine(graph, concurrency=1).run(ops)
     assert all(r.succeeded for r in report.results)
-    (items,) = graph.batches
-    by_url = {i["url"]: i for i in items}
-    order = [i["url"] for i in items]
-    assert order.index("/users/ua") < order.index("/users/ub") < order.index("/users/uc")
-    assert by_url["/users/ub"]["dependsOn"] == [by_url["/users/ua"]["id"]]
-    assert by_url["/users/uc"]["dependsOn"] == [by_url["/users/ub"]["id"]]
-    assert all("depends_on" not in i for i in items)
-    assert "dependsOn" not in by_url["/users/u1"]
+    assert [sorted(i["url"] for i in b) for b in graph.batches] == [
+        ["/users/u1", "/users/u2", "/users/ua"],
+        ["/users/ub"],
+        ["/users/uc"],
+    ]
+    assert all("dependsOn" not in i and "depends_on" not in i for b in graph.batches for i in b)
+    assert graph.refused_batches == 0
+
+
+async def test_independent_steps_of_many_chains_share_full_batches() -> None:
+    """40 chains of 3: the roots fill two batches of 20, then the second steps, then the
+    third: 6 batches of 20 (the old packing needed 120 ÷ 18 → 7 batches of 18)."""
+    graph = FakeGraph()
+    ops: list[Operation] = []
+    for c in range(40):
+        ops += [
+            _patch(f"{c}-0"),
+            _patch(f"{c}-1", depends_on=(f"op{c}-0",)),
+            _patch(f"{c}-2", depends_on=(f"op{c}-1",)),
+        ]
+    report = await _engine(graph, concurrency=2).run(ops)
+    assert report.count(Outcome.SUCCEEDED) == 120
+    assert sorted(len(b) for b in graph.batches) == [20] * 6
+    for c in range(40):
+        first, second, third = (graph.arrivals[f"/users/u{c}-{k}"][0] for k in range(3))
+        assert first < second < third
 
 
 async def test_throttled_items_retried_in_new_batch_after_their_retry_after() -> None:
@@ -135,20 +153,23 @@ async def test_fractional_retry_after_is_waited_in_fake_time() -> None:
     assert b - a >= 1.5
 
 
-async def test_424_chain_rerun_when_root_was_throttled() -> None:
+async def test_dependants_wait_until_a_throttled_root_succeeded() -> None:
     graph = FakeGraph()
     graph.fault("PATCH", "/users/ua", Fault(429, retry_after="2"))
     ops = [_patch("a"), _patch("b", depends_on=("opa",)), _patch("c", depends_on=("opb",))]
     ops.append(_patch("x"))
     report = await _engine(graph).run(ops)
     assert all(r.succeeded for r in report.results), report.results
-    assert len(graph.batches) == 2
-    retry_urls = [i["url"] for i in graph.batches[1]]
-    assert retry_urls == ["/users/ua", "/users/ub", "/users/uc"]  # the whole chain, in order
-    assert graph.batches[1][1]["dependsOn"] == [graph.batches[1][0]["id"]]
+    assert [sorted(i["url"] for i in b) for b in graph.batches] == [
+        ["/users/ua", "/users/ux"],
+        ["/users/ua"],
+        ["/users/ub"],
+        ["/users/uc"],
+    ]
     assert graph.arrivals["/users/ua"][1] - graph.arrivals["/users/ua"][0] >= 2.0
-    assert report.by_id()["opc"].attempts == 2
-    assert len(graph.arrivals["/users/ub"]) == 1  # 424 items are not executed by Graph
+    assert graph.arrivals["/users/ub"][0] >= graph.arrivals["/users/ua"][1]
+    assert report.by_id()["opc"].attempts == 1  # never sent before its root succeeded
+    assert report.by_id()["opa"].attempts == 2
 
 
 async def test_424_dependants_fail_when_root_fails_permanently() -> None:
@@ -280,10 +301,33 @@ async def test_idempotent_create_conflict_with_someone_elses_object_fails() -> N
     assert result.error_code == "Request_BadRequest"
 
 
-async def test_conflict_on_a_first_attempt_is_a_plain_failure() -> None:
+async def test_conflict_on_a_first_attempt_is_read_back_too() -> None:
+    """Another run created the same joiner at the same moment: the object with our
+    employeeId exists, so the create counts as done (and its dependants run)."""
     graph = FakeGraph()
     graph.users["x"] = {"id": "x", "employeeId": "E1", "userPrincipalName": "E1@contoso.test"}
-    report = await _engine(graph).run([_create("E1")])
+    add = Operation(
+        "add",
+        "POST",
+        "/groups/g1/members/$ref",
+        {"@odata.id": "https://graph.microsoft.com/v1.0/users/E1@contoso.test"},
+        depends_on=("create-E1",),
+    )
+    report = await _engine(graph).run([_create("E1"), add])
+    result = report.by_id()["create-E1"]
+    assert result.outcome is Outcome.SUCCEEDED
+    assert result.resolved_conflict
+    assert result.body["id"] == "x"
+    assert result.attempts == 1
+    assert report.stats.readbacks == 1
+    assert report.by_id()["add"].succeeded
+    assert graph.members["g1"] == {"https://graph.microsoft.com/v1.0/directoryObjects/x"}
+
+
+async def test_conflict_without_identity_is_a_plain_failure() -> None:
+    graph = FakeGraph()
+    graph.users["x"] = {"id": "x", "employeeId": "E1", "userPrincipalName": "E1@contoso.test"}
+    report = await _engine(graph).run([_create("E1", identity=False)])
     assert report.results[0].outcome is Outcome.FAILED
     assert "already exists" in (report.results[0].error or "")
     assert report.stats.readbacks == 0
@@ -358,26 +402,25 @@ async def test_direct_mode_same_guarantees() -> None:
     assert report.stats.requests_sent == 6
 
 
-async def test_component_larger_than_20_runs_in_direct_mode_in_order() -> None:
+async def test_a_chain_longer_than_a_batch_runs_step_by_step_next_to_other_work() -> None:
     graph = FakeGraph()
     chain = [_patch(0)] + [_patch(i, depends_on=(f"op{i - 1}",)) for i in range(1, 25)]
     others = [_patch(f"x{i}") for i in range(5)]
     report = await _engine(graph).run(chain + others)
     assert all(r.succeeded for r in report.results)
-    batched = {i["url"] for b in graph.batches for i in b}
-    assert batched == {f"/users/ux{i}" for i in range(5)}
     times = [graph.arrivals[f"/users/u{i}"][0] for i in range(25)]
     assert times == sorted(times)
-    assert report.stats.requests_sent == 25
+    assert report.stats.requests_sent == 0
+    assert report.stats.batches_sent == 25
 
 
-async def test_envelope_400_isolates_components() -> None:
+async def test_envelope_400_sends_each_request_alone() -> None:
     graph = FakeGraph()
     graph.batch_faults.append("400")
     ops = [_patch(1), _patch(2), _patch(3, depends_on=("op2",))]
     report = await _engine(graph).run(ops)
     assert all(r.succeeded for r in report.results)
-    assert [len(b) for b in graph.batches] == [3, 1, 2]  # each component alone after a 400
+    assert [len(b) for b in graph.batches] == [2, 1, 1, 1]  # each request alone after a 400
 
 
 async def test_envelope_401_after_refresh_fails_the_batch() -> None:
@@ -467,3 +510,18 @@ async def test_two_engines_sharing_one_budget_adapt() -> None:
     sent = a.stats.items_sent + b.stats.items_sent
     assert throttled / sent < 0.25
     assert a.stats.final_rate_fraction < 0.95 or b.stats.final_rate_fraction < 0.95
+
+
+async def test_dependants_of_a_root_that_gave_up_give_up_too() -> None:
+    graph = FakeGraph()
+    graph.fault("PATCH", "/users/ua", *[Fault(503)] * 10)
+    ops = [_patch("a"), _patch("b", depends_on=("opa",)), _patch("c", depends_on=("opb",))]
+    report = await _engine(graph, retry=RetryPolicy(max_attempts=2)).run(ops)
+    results = report.by_id()
+    assert results["opa"].outcome is Outcome.GAVE_UP
+    for dep in ("opb", "opc"):
+        assert results[dep].outcome is Outcome.GAVE_UP
+        assert results[dep].status == 424
+        assert results[dep].error_code == "failedDependency"
+        assert results[dep].attempts == 0
+    assert "/users/ub" not in graph.arrivals

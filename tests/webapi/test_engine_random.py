@@ -1,9 +1,14 @@
 """Exactly one final result per operation, under random operations and random faults.
 
-A hypothesis-like loop: each seed builds a random mix of operations (chains, creates with and
-without CreateIdentity, permanent failures, malformed operations, components over 20) and a
-fake Graph that injects random item faults (429 with Retry-After, 5xx before and after
-applying) and whole-batch faults (malformed answers, timeouts, 5xx envelopes).
+A seeded property test: each seed builds a random graph of operations (chains, some longer
+than a batch; fan-ins; creates with and without CreateIdentity; member adds to a few shared
+groups, many naming a user created in the same run; permanent failures; malformed
+operations) and a strict fake Graph (refuses any batch that is not fully parallel, runs
+items in random order, replication delay on for some seeds) that injects random item faults
+(429 with Retry-After, 5xx before and after applying) and whole-batch faults (malformed
+answers, timeouts, 5xx envelopes). Properties: every batch sent is fully parallel and at
+most 20 items; exactly one result per operation; nothing applied twice; an operation is
+sent only after everything it depends on succeeded.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import pytest
 from shared.webapi import (
     BatchEngine,
     CreateIdentity,
+    EngineReport,
     Operation,
     Outcome,
     PacingConfig,
     RetryPolicy,
 )
-from tests.webapi.fakes import FakeGraph, Fault, make_client
+from tests.webapi.fakes import BASE, FakeGraph, Fault, make_client
 
 BATCH_FAULTS = [
     "not_json",
@@ -41,47 +47,59 @@ BATCH_FAULTS = [
 
 def _operations(rng: random.Random) -> list[Operation]:
     ops: list[Operation] = []
+    creates: list[Operation] = []
     n = rng.randint(1, 70)
     for i in range(n):
         deps: tuple[str, ...] = ()
         if ops and rng.random() < 0.25:
-            deps = (rng.choice(ops).id,)
+            deps = tuple(dict.fromkeys(rng.choice(ops).id for _ in range(rng.randint(1, 3))))
         kind = rng.random()
-        if kind < 0.35:
+        if kind < 0.3:
             op = Operation(f"p{i}", "PATCH", f"/users/u{i}", body={"n": i}, depends_on=deps)
-        elif kind < 0.5:
+        elif kind < 0.4:
             op = Operation(f"g{i}", "GET", f"/users/u{i}", depends_on=deps)
-        elif kind < 0.65:
+        elif kind < 0.55:
             emp = f"E{i}"
             op = Operation(
                 f"c{i}",
                 "POST",
                 "/users",
-                body={"employeeId": emp},
+                body={"employeeId": emp, "userPrincipalName": f"e{i}@contoso.test"},
                 idempotency=CreateIdentity(
                     f"/users?$filter=employeeId eq '{emp}'", "employeeId", emp
                 ),
                 depends_on=deps,
             )
-        elif kind < 0.72:
+            creates.append(op)
+        elif kind < 0.6:
             op = Operation(f"n{i}", "POST", "/users", body={"employeeId": f"N{i}"}, depends_on=deps)
-        elif kind < 0.78:
+        elif kind < 0.72:
+            if creates and rng.random() < 0.7:  # a joiner's group add
+                create = rng.choice(creates)
+                ref = f"{BASE}/users/{create.body['userPrincipalName']}"
+                deps = tuple(dict.fromkeys((*deps, create.id)))
+            else:
+                ref = f"{BASE}/directoryObjects/{i % 5}"
             op = Operation(
                 f"m{i}",
                 "POST",
                 f"/groups/g{i % 3}/members/$ref",
-                body={"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{i % 5}"},
+                body={"@odata.id": ref},
                 depends_on=deps,
             )
-        elif kind < 0.84:
+        elif kind < 0.76:
+            op = Operation(f"d{i}", "DELETE", f"/groups/g{i % 3}/members/r{i % 5}/$ref")
+        elif kind < 0.82:
             op = Operation(f"f{i}", "PATCH", f"/fail/{i}", body={}, depends_on=deps)
-        elif kind < 0.88:
+        elif kind < 0.86:
             op = rng.choice(
                 [
                     Operation(f"x{i}", "GET", f"https://evil.example/v1.0/users/{i}"),
                     Operation(f"x{i}", "TRACE", f"/users/{i}"),
                     Operation(f"x{i}", "GET", f"/users/{i}", body={"no": 1}),
                     Operation(f"x{i}", "GET", f"/users/{i}", depends_on=("ghost",)),
+                    Operation(f"x{i}", "PATCH", f"/users/{i}", body={"v": float("nan")}),
+                    Operation(f"x{i}", "PATCH", f"/users/{i}", body={"v": "\ud800"}),
                 ]
             )
         else:
@@ -100,10 +118,12 @@ def _operations(rng: random.Random) -> list[Operation]:
 
 
 def _graph(rng: random.Random) -> FakeGraph:
-    graph = FakeGraph(rng=random.Random(rng.random()))
+    graph = FakeGraph(rng=random.Random(rng.random()), replication_delay=rng.choice([0.0, 3.0]))
     for i in range(80):
         if rng.random() < 0.7:
             graph.users[f"u{i}"] = {"id": f"u{i}"}
+    for g in range(3):  # members that the DELETEs remove (no operation adds them)
+        graph.members[f"g{g}"] = {f"{BASE}/directoryObjects/r{k}" for k in range(5)}
     p_item = rng.choice([0.0, 0.1, 0.3])
     p_batch = rng.choice([0.0, 0.1, 0.3])
 
@@ -127,7 +147,14 @@ def _graph(rng: random.Random) -> FakeGraph:
     return graph
 
 
-def _check(ops: list[Operation], graph: FakeGraph, results: Any) -> None:
+def _check(ops: list[Operation], graph: FakeGraph, report: EngineReport) -> None:
+    results = report.results
+    # every batch fully parallel and at most 20 items; none refused
+    assert graph.refused_batches == 0
+    for batch in graph.batches:
+        assert 1 <= len(batch) <= 20
+        assert all("dependsOn" not in item for item in batch)
+    # exactly one result per operation, in order
     assert len(results) == len(ops)
     assert [r.operation_id for r in results] == [o.id for o in ops]
     by_id: dict[str, Any] = {}
@@ -140,18 +167,28 @@ def _check(ops: list[Operation], graph: FakeGraph, results: Any) -> None:
             assert not op.url.startswith("/fail")
         else:
             assert r.error
+    # sent only after everything it depends on succeeded
     for op in ops:
         r = by_id[op.id]
-        if r.outcome is Outcome.SUCCEEDED:
-            for dep in op.depends_on:  # an unknown outcome may have succeeded after all
-                dep_result = by_id[dep]
-                assert dep_result.succeeded or dep_result.outcome_unknown, (op.id, dep)
-    # creates happen at most once per correlation value
+        if r.attempts > 0 or r.outcome is Outcome.SUCCEEDED:
+            for dep in op.depends_on:
+                assert by_id[dep].succeeded, (op.id, dep)
+        elif r.status == 424:
+            assert r.error_code == "failedDependency"
+    # nothing applied twice: creates at most once per correlation value, member adds once
     emps = [u["employeeId"] for u in graph.users.values() if "employeeId" in u]
     assert len(emps) == len(set(emps)), emps
+    assert all(count == 1 for count in graph.member_adds.values()), graph.member_adds
     for op in ops:
         if op.idempotency is not None and by_id[op.id].outcome is Outcome.SUCCEEDED:
             assert op.idempotency.value in emps
+    # a joiner's group add reported done is in its group (deletes touch other members)
+    for op in ops:
+        ref = op.body.get("@odata.id", "") if isinstance(op.body, dict) else ""
+        if op.id.startswith("m") and "/users/" in ref and by_id[op.id].succeeded:
+            upn = ref.rsplit("/", 1)[-1]
+            (uid,) = [k for k, u in graph.users.items() if u.get("userPrincipalName") == upn]
+            assert f"{BASE}/directoryObjects/{uid}" in graph.members[op.url.split("/")[2]]
     # the token only went to Graph
     assert all(r.url.host == "graph.microsoft.com" for r in graph.requests)
     # no throttled URL was sent again before its Retry-After
@@ -183,6 +220,6 @@ async def test_exactly_one_result_per_operation_under_random_faults(block: int) 
         )
         report = await engine.run(ops)
         try:
-            _check(ops, graph, report.results)
+            _check(ops, graph, report)
         except AssertionError as exc:
             raise AssertionError(f"seed {seed}: {exc}") from exc

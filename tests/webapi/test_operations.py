@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.webapi.operations import (
@@ -110,3 +112,33 @@ def test_create_identity_matching() -> None:
     assert not ident.matches({"userPrincipalName": "bob@x.com"})
     assert not ident.matches("nope")
     assert not CreateIdentity("/users", "employeeId", "E1").matches({"employeeId": "e1"})
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"a": [1, {"b": "x\udfff"}]}, "body['a'][1]['b'] contains a lone surrogate"),
+        ({"n": float("nan")}, "body['n'] is nan"),
+        ({"n": float("-inf")}, "body['n'] is -inf"),
+        ({"k\ud800": 1}, "key 'k\\ud800' contains a lone surrogate"),
+        ({1: "x"}, "body has a non-string key 1"),
+        ({"s": {1, 2}}, "body['s'] is a set"),
+        ({"i": 10**5000}, "body['i'] is an integer too long for JSON"),
+    ],
+)
+def test_bodies_that_cannot_be_encoded_fail_validation_naming_where(body: Any, where: str) -> None:
+    ops = [Operation("bad", "PATCH", "/users/u1", body), Operation("ok", "PATCH", "/users/u2", {})]
+    prepared, errors = validate_operations(ops, BaseUrl("https://graph.microsoft.com/v1.0"))
+    assert [p.id for p in prepared] == ["ok"]
+    assert where in errors[0]
+    assert errors[0].startswith("operation 'bad': ")
+
+
+def test_a_text_or_bytes_body_is_not_checked_as_json() -> None:
+    ops = [
+        Operation("t", "PUT", "/x", "text", headers={"Content-Type": "text/plain"}),
+        Operation("b", "PUT", "/y", b"\xff", headers={"Content-Type": "image/png"}),
+    ]
+    prepared, errors = validate_operations(ops, BaseUrl("https://graph.microsoft.com/v1.0"))
+    assert errors == {}
+    assert len(prepared) == 2

@@ -114,7 +114,7 @@ async def test_increase_once_per_round_trip() -> None:
 def test_graph_limit_percentage_header_is_a_fraction() -> None:
     import httpx
 
-    from shared.webapi.engine import _limit_percentage
+    from shared.webapi.engine.rules import limit_percentage as _limit_percentage
 
     assert _limit_percentage(httpx.Headers({"x-ms-throttle-limit-percentage": "0.92"})) == (
         pytest.approx(92.0)
