@@ -143,7 +143,9 @@ class Settler:
         if outcome is Outcome.SUCCEEDED:
             self._release(o)
             return
-        if outcome is Outcome.FAILED:
+        if outcome is Outcome.FAILED and status == 404 and o.prep.method == "GET":
+            logger.debug("operation %r found nothing: %s", o.id, error)  # an answer, not a fault
+        elif outcome is Outcome.FAILED:
             logger.warning("operation %r failed: %s", o.id, error)
         else:
             logger.warning("operation %r gave up: %s", o.id, error)
