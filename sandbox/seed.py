@@ -6,6 +6,7 @@ the daemon needs to run against the sandbox in one of its authentication modes.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from sandbox.state import (
     PFX_CONTENT_TYPE,
     SECRETS_USER,
     TOKEN_EXCHANGE_RESOURCE,
+    Tenant,
 )
 
 # Reading employeeLeaveDateTime needs User-LifeCycleInfo.Read.All, writing it
@@ -36,6 +38,17 @@ USER_DOMAIN = "contoso.example"
 CERTIFICATE_NAME = "daemon-cert"
 SIGNING_CERTIFICATE_NAME = "daemon-signing-cert"
 API_SCOPE = "https://graph.microsoft.com/.default"
+
+# Stable tenant ids for the command line (``python -m sandbox serve`` / ``exec``): derived from
+# the tenant's name with uuid5, so every run seeds the same ids. Job messages, run records and
+# checkpoints kept in a developer's Azurite then still name tenants the next sandbox knows.
+TENANT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://sandbox.graph-daemon.invalid/tenants")
+
+
+def stable_tenant_id(display_name: str) -> str:
+    """The fixed tenant id the command-line sandbox gives the tenant called ``display_name``."""
+    return str(uuid.uuid5(TENANT_ID_NAMESPACE, display_name))
+
 
 AUTH_MODES: tuple[str, ...] = (
     "managed-identity",
@@ -89,20 +102,27 @@ class Seed:
         return (self.home_tenant_id, self.second_tenant_id)
 
 
-def seed_default(sandbox: Sandbox, *, graph_roles: Iterable[str] = GRAPH_ROLES) -> Seed:
+def seed_default(
+    sandbox: Sandbox, *, graph_roles: Iterable[str] = GRAPH_ROLES, stable_tenant_ids: bool = False
+) -> Seed:
     """Populate a started sandbox with the default scenario.
 
     ``graph_roles`` are the Graph application permissions consented to the app and the
     managed identities in every tenant; pass :data:`GRAPH_ROLES_WITHOUT_LIFECYCLE` for an app
     that may not read or write ``employeeLeaveDateTime``. Verified domains of the directory:
     ``contoso.example`` and ``contoso.onmicrosoft.com`` in the home tenant,
-    ``<name>.onmicrosoft.com`` in the others.
+    ``<name>.onmicrosoft.com`` in the others. ``stable_tenant_ids`` gives the tenants the ids
+    of :func:`stable_tenant_id` instead of random ones.
     """
     roles = tuple(graph_roles)
     state = sandbox.state
-    home = state.add_tenant("Contoso")
-    second = state.add_tenant("Fabrikam")
-    third = state.add_tenant("Northwind")
+
+    def add_tenant(name: str) -> Tenant:
+        return state.add_tenant(name, stable_tenant_id(name) if stable_tenant_ids else None)
+
+    home = add_tenant("Contoso")
+    second = add_tenant("Fabrikam")
+    third = add_tenant("Northwind")
     state.vault_tenant_id = home.tenant_id
     directory = sandbox.graph.directory
     directory.add_verified_domains(home.tenant_id, USER_DOMAIN, home.domain)

@@ -4,7 +4,9 @@
   and permissions; exit 1 when a check fails.
 - ``consent-url --tenant T``: the admin-consent URL for a multi-tenant app.
 - ``enqueue --job J --payload FILE|- [--tenant T] [--dry-run]``: validate a job message and
-  send it to DAEMON_JOBS_QUEUE, encoded the way the Functions host expects (base64).
+  send it to DAEMON_JOBS_QUEUE on ``AzureWebJobsStorage`` (like every command), encoded the
+  way the Functions host expects (base64). It has no ``--azurite`` of its own: an Azurite
+  started for one command would stop with the message in it.
 - ``requeue-poison [--queue Q] [--max N] [--dry-run]``: after a fix, move the messages of
   ``<queue>-poison`` back to the queue, bodies unchanged (so their correlation ids too).
 - ``status [--json]``: recent run records per job and tenant, queue length and age, poison
@@ -76,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--tenant", help="tenant (default: DAEMON_TENANT_ID)")
     enqueue.add_argument("--correlation-id", help="default: a new id")
     enqueue.add_argument("--dry-run", action="store_true", help="plan and log, change nothing")
+    enqueue.add_argument(
+        "--azurite",
+        action="store_true",
+        help="refused: an Azurite started for this command alone would stop, in memory, with "
+        "the message; enqueue uses AzureWebJobsStorage like the other commands",
+    )
     requeue = commands.add_parser(
         "requeue-poison", help="move messages from <queue>-poison back to the queue"
     )
@@ -135,11 +143,42 @@ def _read_payload(source: str) -> Any:
         raise UsageError(f"--payload ({where}) is nested too deeply") from None
 
 
+def _check_people(payload: Mapping[str, Any], domain: str | None, source: str) -> None:
+    """Refuse a provision payload with a person the worker could never apply (all named).
+
+    The worker would apply the others and report these; refusing here is the stricter
+    choice: the sender sees every problem at once and nothing half-done. Without
+    DAEMON_USER_DOMAIN here the joiners' domain is not checked (the worker needs it).
+    """
+    from shared.errors import InvalidMessageError
+    from shared.jobs.provision import validate_payload
+
+    where = "standard input" if source == "-" else source
+    try:
+        validated = validate_payload(payload, domain=domain or "example.invalid")
+    except InvalidMessageError as exc:
+        raise UsageError(f"--payload ({where}): {exc}; nothing sent") from None
+    if validated.problems:
+        raise UsageError(
+            f"--payload ({where}): {len(validated.problems)} problem(s), nothing sent: "
+            + "; ".join(validated.problems)
+        )
+
+
 def _enqueue(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from shared.host import FunctionsHost
     from shared.jobs.dispatch import JOBS
     from shared.jobs.envelope import JobMessage, parse_message
 
+    if args.azurite:
+        raise UsageError(
+            "enqueue --azurite: an Azurite started for this command alone would stop, in "
+            "memory, with the message in it. enqueue sends to AzureWebJobsStorage like the other "
+            "commands: start Azurite first (npm run azurite, then "
+            "AzureWebJobsStorage=UseDevelopmentStorage=true), or run the steps in one Azurite: "
+            "python -m sandbox exec --auth-mode M --azurite -- sh -c 'python -m shared enqueue "
+            "... && python -m shared run-timer && python -m shared drain'"
+        )
     settings = load_settings(env)
     payload = _read_payload(args.payload)
     tenant = parse_tenant("--tenant", args.tenant) if args.tenant else settings.tenant_id
@@ -151,6 +190,8 @@ def _enqueue(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ValueError as exc:
         raise UsageError(f"enqueue: {exc}") from None
     parse_message(body, jobs=JOBS.keys(), allowed_tenants=settings.allowed_tenants)
+    if message.job == "provision" and isinstance(payload, dict):
+        _check_people(payload, settings.user_domain, args.payload)
     asyncio.run(probe_storage(env, queues=(settings.jobs_queue,), tables=False))
     host = FunctionsHost(env)
     try:
