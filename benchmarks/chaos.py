@@ -120,8 +120,9 @@ class ChaosConfig:
     sweep_kill_after: tuple[float, float] = (0.05, 0.6)  # seconds after it starts running
     invalid_messages: bool = True
     # host.json for the workers: a killed worker's messages come back after
-    # functionTimeout + 30 s (the host emulator's lease)
+    # functionTimeout + lease_margin (the host emulator's lease)
     function_timeout: float = 120.0
+    lease_margin: float = 30.0
     visibility_timeout: float = 1.0
     max_dequeue_count: int = 5
     time_factor: float = 10.0  # Graph's budgets compressed in time by this factor
@@ -184,6 +185,7 @@ class ChaosConfig:
             kill_sweep=False,
             invalid_messages=True,
             function_timeout=6.0,
+            lease_margin=1.0,
             visibility_timeout=0.0,
             settle_timeout=120.0,
         )
@@ -452,9 +454,12 @@ class Proc:
 class Processes:
     """The worker and sweep processes this harness started (it ends only these, by pid)."""
 
-    def __init__(self, env: Mapping[str, str], host_json: Path, logs: Path) -> None:
+    def __init__(
+        self, env: Mapping[str, str], host_json: Path, logs: Path, lease_margin: float = 30.0
+    ) -> None:
         self.env = dict(env)
         self.host_json = host_json
+        self.lease_margin = lease_margin
         self.logs = logs
         self.workers: dict[int, Proc] = {}
         self.sweeps: list[Proc] = []
@@ -468,7 +473,16 @@ class Processes:
         log = self.logs / f"{self._serial:03d}-{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "shared.host", "--host-json", str(self.host_json), *args],
+                [
+                    sys.executable,
+                    "-m",
+                    "shared.host",
+                    "--host-json",
+                    str(self.host_json),
+                    "--lease-margin",
+                    str(self.lease_margin),
+                    *args,
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -691,7 +705,7 @@ def run_chaos(
             "PYTHONUNBUFFERED": "1",
         }
         encoded, plain, poison_client = _queue_clients(settings, queue)
-        procs = Processes(settings, host_json, logs)
+        procs = Processes(settings, host_json, logs, cfg.lease_margin)
         timeline = Timeline()
         try:
             result = _drive(

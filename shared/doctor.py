@@ -33,6 +33,7 @@ from shared.errors import (
     CertificateError,
     DaemonError,
     KeyVaultAccessDeniedError,
+    KeyVaultError,
     KeyVaultNotFoundError,
     SettingError,
     TenantNotAllowedError,
@@ -153,6 +154,11 @@ def _fix_for(exc: Exception, settings: Settings | None, tenant: str | None = Non
             "developer account) on the vault: az role assignment create --role '<role>' "
             "--assignee <principal id> --scope <vault resource id>"
         )
+    if isinstance(exc, KeyVaultError) and "AKV10032" in str(exc):
+        return (
+            "the token is from another tenant than the vault's: use an identity of the vault's "
+            "tenant (az login --tenant <vault tenant>, or the app's managed identity)"
+        )
     if isinstance(exc, KeyVaultNotFoundError):
         return "check DAEMON_KEY_VAULT_URL and DAEMON_CERTIFICATE_NAME"
     if isinstance(exc, CertificateError):
@@ -179,6 +185,14 @@ def _fix_for(exc: Exception, settings: Settings | None, tenant: str | None = Non
                 "upload the Key Vault certificate's public part to the app registration "
                 "(thumbprint shown by the certificate check), or add the federated credential"
             )
+        if codes & {70021, 700211, 700212, 700213}:
+            return (
+                "check the app registration's federated credential: issuer, subject (the "
+                "managed identity's object id) and audience api://AzureADTokenExchange must "
+                "match the identity's token"
+            )
+        if 50049 in codes:
+            return "check DAEMON_AUTHORITY_HOST: the authority is unknown or invalid"
         if 500011 in codes:
             return "check DAEMON_API_SCOPE: the resource is unknown in this tenant"
         return "see the error above; run with --verbose for the SDK's log"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigurationError
+from shared.host.config import load_host_options
 from shared.host.host import FunctionsHost
 from shared.logs import configure_logging
 
@@ -78,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="seconds the storage check before the run may take (default 5)",
+    )
+    parser.add_argument(
+        "--lease-margin",
+        type=float,
+        default=None,
+        help="seconds beyond functionTimeout a received message stays invisible, i.e. how "
+        "soon a killed worker's message is delivered again (default 30)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run timers and queue listeners until SIGTERM/SIGINT")
@@ -143,7 +152,12 @@ async def _run_timer(host: FunctionsHost, name: str) -> int:
 
 async def _main(args: argparse.Namespace) -> int:
     host_json = args.host_json or (Path.cwd() / "host.json")
-    host = FunctionsHost(os.environ, app=_load_app(args.app), host_json=host_json)
+    options = load_host_options(host_json)
+    if args.lease_margin is not None:
+        if not 0 <= args.lease_margin <= 3600:
+            raise ConfigurationError(f"--lease-margin {args.lease_margin}: expected 0 to 3600")
+        options = dataclasses.replace(options, lease_margin=args.lease_margin)
+    host = FunctionsHost(os.environ, app=_load_app(args.app), host_json=options)
     try:
         if args.command != "enqueue":
             await _check_storage(host, args.storage_timeout)

@@ -130,6 +130,9 @@ class HostOptions:
 
     queues: QueueOptions = QueueOptions()
     function_timeout: float | None = 300.0  # Consumption plan default; None: no limit
+    # not from host.json: how long beyond functionTimeout a received message stays invisible,
+    # i.e. how soon a message whose worker died is delivered again (tests shorten it)
+    lease_margin: float = 30.0
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> HostOptions:

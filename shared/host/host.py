@@ -61,7 +61,6 @@ __all__ = ["DrainResult", "FunctionsHost", "HostError", "QueueStats"]
 T = TypeVar("T")
 
 POISON_SUFFIX = "-poison"
-_LEASE_MARGIN = 30.0  # seconds a message stays invisible beyond functionTimeout
 _MIN_POLL = 0.1  # the first back-off step when a queue is empty (as the real host)
 
 
@@ -404,7 +403,8 @@ class FunctionsHost:
 
     def _lease_seconds(self) -> int:
         timeout = self.options.function_timeout
-        return int(min((timeout or 3600.0) + _LEASE_MARGIN, 7 * 24 * 3600))
+        margin = self.options.lease_margin
+        return max(1, int(min((timeout or 3600.0) + margin, 7 * 24 * 3600)))
 
     async def _poison(
         self, spec: FunctionSpec, message: QueueMessage, reason: str, stats: QueueStats

@@ -50,6 +50,12 @@ _DEFAULT_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 _MAX_PAGES = 100_000
 
 
+
+def _give_up_level(policy: RetryPolicy) -> int:
+    """A caller that does its own resending (one attempt here: the batch engine) decides and
+    logs what a failed send means; logging it here too, at ERROR, only floods an outage."""
+    return logging.DEBUG if policy.max_attempts <= 1 else logging.ERROR
+
 class ApiClient:
     """Calls one web API (e.g. ``https://graph.microsoft.com/v1.0``) with app-only tokens.
 
@@ -255,7 +261,8 @@ class ApiClient:
                     skipped += await self._wait(policy, delay)
                     continue
                 unknown = disposition is Disposition.OUTCOME_UNKNOWN
-                logger.error(
+                logger.log(
+                    _give_up_level(policy),
                     "%s %s failed: %s (client-request-id %s) after %d attempt(s)%s",
                     method,
                     url.path,
@@ -290,7 +297,8 @@ class ApiClient:
                     skipped += await self._wait(policy, delay)
                     continue
             if disposition is Disposition.OUTCOME_UNKNOWN:
-                logger.error(
+                logger.log(
+                    _give_up_level(policy),
                     "%s %s answered %d (client-request-id %s): outcome unknown, not resent",
                     method,
                     url.path,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.doctor import Report, run_doctor
+from shared.errors import KeyVaultError, TokenRequestError
 from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from tests.auth.conftest import Env
 from tests.storage.conftest import start_azurite
@@ -269,3 +270,26 @@ async def test_doctor_names_each_missing_permission_and_the_consent_step(
     assert "grant admin consent" in token.fix
     assert f"{seed.home_tenant_id}/adminconsent?client_id={seed.client_id}" in token.fix
     assert not JWT.search(report.render() + json.dumps(report.as_dict()))
+
+
+@pytest.mark.parametrize(
+    ("error", "fix"),
+    [
+        (
+            TokenRequestError("AADSTS70021: no matching federated identity record", (70021,)),
+            "federated credential",
+        ),
+        (
+            TokenRequestError("AADSTS50049: unknown or invalid instance", (50049,)),
+            "DAEMON_AUTHORITY_HOST",
+        ),
+        (
+            KeyVaultError("Key Vault: certificate 'c': HTTP 401 AKV10032: Invalid issuer"),
+            "another tenant",
+        ),
+    ],
+)
+def test_fixes_name_the_cause(error: Exception, fix: str) -> None:
+    from shared.doctor import _fix_for
+
+    assert fix in _fix_for(error, None)
