@@ -89,7 +89,7 @@ from shared.jobs.base import Job, JobContext, RunStatus, RunSummary
 from shared.jobs.envelope import JobMessage, parse_message
 from shared.jobs.operations import OperationsJob
 from shared.jobs.provision import ProvisionJob
-from shared.jobs.sweep import commit_sweep, plan_sweep
+from shared.jobs.sweep import claim_sweep, commit_sweep, plan_sweep
 from shared.logs import run_context
 from shared.storage import (
     DeliveryLedger,
@@ -695,6 +695,15 @@ async def _sweep_tenant(instance: Instance, tenant: str, run_id: str) -> TenantS
     planned = 0
     try:
         plan = await plan_sweep(instance, store, tenant, now=time.time(), run_id=run_id)
+        try:
+            await claim_sweep(store, plan)
+        except StateConflictError:  # another run of this sweep wrote the checkpoint
+            outcome.cause = (
+                "another sweep of this tenant ran or is running (it wrote the checkpoint "
+                "since this one read it): nothing sent; that run covers the same round"
+            )
+            logger.warning("sweep tenant %s: %s", tenant, outcome.cause)
+            return await _record_sweep(store, tenant, run_id, started, outcome, 0)
         planned = plan.changes
         outcome.due = len(plan.due)
         if plan.messages:  # sent before the checkpoint is saved: see the module docstring
@@ -727,6 +736,17 @@ async def _sweep_tenant(instance: Instance, tenant: str, run_id: str) -> TenantS
             outcome.cause,
             exc_info=None if isinstance(exc, RETRYABLE) else exc,
         )
+    return await _record_sweep(store, tenant, run_id, started, outcome, planned)
+
+
+async def _record_sweep(
+    store: StateStore,
+    tenant: str,
+    run_id: str,
+    started: dt.datetime,
+    outcome: TenantSweep,
+    planned: int,
+) -> TenantSweep:
     try:
         await store.record_run(
             RunRecord(

@@ -17,6 +17,13 @@ checkpoint (:func:`commit_sweep`). A sweep killed before the save leaves the old
 so the next run replays the same delta round and finds the same leavers due (their
 ``enqueued`` time was never saved): they are sent again at once, not an hour later. Applying
 a leaver twice changes nothing, so the sweep is resumable at any point.
+
+One sweep at a time per tenant: before it sends anything, a run *claims* the tenant by
+writing the checkpoint it read back unchanged (plus its run id) under that checkpoint's ETag
+(:func:`claim_sweep`). A run that overlaps another one (a timer firing while the previous
+sweep still runs, two `serve` processes) loses the claim and sends nothing: the other run
+covers the same delta round. The claim does not advance the delta link, so a run killed
+after claiming is replayed by the next one.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from shared.jobs.envelope import JobMessage
 from shared.storage import Checkpoint, StateStore
 from shared.webapi import DeltaResult
 
-__all__ = ["SWEEP_SELECT", "SweepPlan", "commit_sweep", "plan_sweep"]
+__all__ = ["SWEEP_SELECT", "SweepPlan", "claim_sweep", "commit_sweep", "plan_sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class SweepPlan:
     scanned: int = 0
     full_scan: bool = False
     watched: int = 0
+    previous: Checkpoint | None = None  # the checkpoint as read (with its ETag), if any
 
     @property
     def changes(self) -> int:
@@ -125,6 +133,7 @@ async def plan_sweep(
         tenant=tenant,
         run_id=run_id,
         checkpoint=previous or Checkpoint("sweep", tenant),
+        previous=previous,
         due=due,
         scanned=len(result.items),
         full_scan=full,
@@ -154,6 +163,24 @@ async def plan_sweep(
     return plan
 
 
+async def claim_sweep(store: StateStore, plan: SweepPlan) -> None:
+    """Take the tenant's sweep for ``plan``'s run, before anything is sent.
+
+    Writes the checkpoint as it was read (same delta link and watch list, plus
+    ``claim: run id``) under its ETag — or creates an empty one if there was none — and
+    keeps the new ETag for :func:`commit_sweep`. Raises
+    :class:`~shared.storage.StateConflictError` when another run wrote the checkpoint since
+    this one read it (that run covers the same round)."""
+    previous = plan.previous
+    if previous is None:
+        claim = Checkpoint("sweep", plan.tenant, data={"claim": plan.run_id})
+    else:
+        claim = dataclasses.replace(previous, data={**previous.data, "claim": plan.run_id})
+    written = await store.put_checkpoint(claim)  # conditional: create-only or If-Match
+    plan.checkpoint = dataclasses.replace(plan.checkpoint, etag=written.etag)
+
+
 async def commit_sweep(store: StateStore, plan: SweepPlan) -> None:
-    """Save the new delta link and watch list — only after the plan's messages were sent."""
+    """Save the new delta link and watch list — only after the plan's messages were sent
+    (under the ETag of :func:`claim_sweep`'s write when the run claimed the tenant)."""
     await store.put_checkpoint(plan.checkpoint, force=plan.checkpoint.etag is None)

@@ -16,7 +16,8 @@ from shared.errors import JobError
 from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared.instance import current_instance
 from shared.jobs.envelope import JobMessage
-from shared.jobs.sweep import plan_sweep
+from shared.jobs.sweep import claim_sweep, commit_sweep, plan_sweep
+from shared.storage import StateConflictError
 from tests.jobs.conftest import DOMAIN, Stack
 
 
@@ -402,7 +403,10 @@ async def test_a_sweep_that_cannot_send_saves_nothing_and_fails_visibly(
     with pytest.raises(JobError, match=r"failed for 1 of \d tenant"):
         await stack.host.run_timer("sweep_timer")
     store = current_instance().store
-    assert await store.get_checkpoint("sweep", tenant) is None
+    claimed = await store.get_checkpoint("sweep", tenant)  # only the run's claim: no progress
+    assert claimed is not None
+    assert claimed.delta_link is None
+    assert "watch" not in claimed.data
     [run] = await store.list_runs("sweep", tenant=tenant)
     assert run.status == "failed"
     assert "Queue storage failed" in (run.error or "")
@@ -411,3 +415,33 @@ async def test_a_sweep_that_cannot_send_saves_nothing_and_fails_visibly(
     stack.configure(AzureWebJobsStorage=azurite.connection_string)
     await stack.host.run_timer("sweep_timer")
     assert await stack.host.message_count(stack.queue) == 1
+
+
+async def test_overlapping_sweeps_fan_out_once(stack: Stack) -> None:
+    """A timer firing while the previous sweep still runs: both read the same checkpoint,
+    only the first to claim it sends; the other sends nothing (found by the chaos run:
+    overlapping sweeps used to enqueue every due leaver twice)."""
+    tenant = stack.seed.home_tenant_id
+    _seed_leavers(stack, 60, 6)
+    instance = current_instance()
+    store = instance.store
+    await stack.host.run_timer("sweep_timer")  # a first round: the checkpoint exists
+    drained = await stack.host.run_queue_until_idle(stack.queue)
+    assert (drained.failed, drained.poisoned) == (0, 0)
+    more = _seed_leavers(stack, 20, 4)
+    assert len([u for u in more if u.get("employeeLeaveDateTime")]) == 4
+    first = await plan_sweep(instance, store, tenant, now=time.time(), run_id="first")
+    second = await plan_sweep(instance, store, tenant, now=time.time(), run_id="second")
+    assert len(first.due) == len(second.due) == 4
+    await claim_sweep(store, first)
+    with pytest.raises(StateConflictError):
+        await claim_sweep(store, second)
+    await commit_sweep(store, first)  # the claim's ETag carries through to the commit
+    saved = await store.get_checkpoint("sweep", tenant)
+    assert saved is not None
+    assert saved.delta_link == first.checkpoint.delta_link
+    # and through the timer: a run that lost the claim sends nothing and does not fail
+    racing = await plan_sweep(instance, store, tenant, now=time.time(), run_id="racing")
+    await stack.host.run_timer("sweep_timer")
+    with pytest.raises(StateConflictError):
+        await claim_sweep(store, racing)
