@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from azure.core.credentials import AccessTokenInfo, TokenCredential
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
@@ -37,7 +37,14 @@ from azure.identity import (
 )
 
 from shared.auth.assertion import build_client_assertion, token_endpoint
-from shared.auth.keyvault import CertificateInfo, KeyVaultCertificateSource, SigningCertificate
+
+if TYPE_CHECKING:  # the Key Vault SDKs are imported only by the modes that use them
+    from shared.auth.keyvault import (
+        CertificateInfo,
+        KeyVaultCertificateSource,
+        SigningCertificate,
+    )
+
 from shared.errors import (
     CertificateError,
     ConfigurationError,
@@ -349,6 +356,8 @@ def create_app_credential(
     signing_mode = settings.signing_mode
     if settings.key_vault_url is None or settings.certificate_name is None or not signing_mode:
         raise ConfigurationError("certificate modes need DAEMON_KEY_VAULT_URL and a certificate")
+    from shared.auth.keyvault import KeyVaultCertificateSource
+
     source = KeyVaultCertificateSource(
         settings.key_vault_url,
         settings.certificate_name,
