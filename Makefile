@@ -56,7 +56,13 @@ infra-check: $(INFRA_STAMP)
 
 check: lint test
 
-bench: $(STAMP)
+# Benchmark-only dependencies (the real peers: msgraph-sdk; matplotlib), never deployed.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(NODE_STAMP) $(BENCH_STAMP)
 	$(PY) -m benchmarks
 
 clean:
