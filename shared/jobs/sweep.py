@@ -40,7 +40,7 @@ from shared.errors import DeltaTokenExpiredError, SafetyLimitError
 from shared.instance import Instance
 from shared.jobs.envelope import JobMessage
 from shared.storage import Checkpoint, StateStore
-from shared.webapi import DeltaResult
+from shared.webapi import ApiClient
 
 __all__ = ["SWEEP_SELECT", "SweepPlan", "claim_sweep", "commit_sweep", "plan_sweep"]
 
@@ -80,6 +80,46 @@ class SweepPlan:
         return 2 * len(self.due)  # disable + revoke per leaver
 
 
+@dataclass
+class _Scan:
+    watch: dict[str, dict[str, float]]
+    scanned: int
+    delta_link: str
+
+
+async def _delta_round(client: ApiClient, previous: Checkpoint | None) -> _Scan:
+    """One delta round, page by page (memory: one page plus the watch list, however large
+    the directory): incremental from ``previous``'s link and watch list, else a full scan."""
+    watch: dict[str, dict[str, float]] = {}
+    if previous is not None:
+        stored = previous.data.get("watch", {})
+        if isinstance(stored, Mapping):
+            watch = {
+                str(k): {"leave": float(v.get("leave", 0)), "enqueued": float(v.get("enqueued", 0))}
+                for k, v in stored.items()
+                if isinstance(v, Mapping)
+            }
+        pages = client.delta_pages("/users/delta", previous.delta_link)
+    else:
+        pages = client.delta_pages("/users/delta", params={"$select": SWEEP_SELECT})
+    scanned = 0
+    async for items in pages:
+        scanned += len(items)
+        for item in items:
+            uid = item.get("id")
+            if not isinstance(uid, str):
+                continue
+            leave = _timestamp(item.get("employeeLeaveDateTime"))
+            if "@removed" in item or item.get("accountEnabled") is False or leave is None:
+                watch.pop(uid, None)
+                continue
+            entry = watch.get(uid)
+            if entry is None or entry["leave"] != leave:
+                watch[uid] = {"leave": leave, "enqueued": 0.0}
+    assert pages.delta_link is not None  # the iterator raises when a round has none
+    return _Scan(watch, scanned, pages.delta_link)
+
+
 async def plan_sweep(
     instance: Instance, store: StateStore, tenant: str, *, now: float, run_id: str | None = None
 ) -> SweepPlan:
@@ -90,37 +130,17 @@ async def plan_sweep(
     settings = instance.settings
     client = instance.api_client(tenant)
     previous = await store.get_checkpoint("sweep", tenant)
-    result: DeltaResult | None = None
     full = previous is None or not previous.delta_link
+    scan: _Scan | None = None
     if not full and previous is not None:
         try:
-            result = await client.delta("/users/delta", previous.delta_link)
+            scan = await _delta_round(client, previous)
         except DeltaTokenExpiredError:
             logger.warning("sweep: the delta link for tenant %s expired; full scan", tenant)
             full = True
-    if result is None:
-        result = await client.delta("/users/delta", params={"$select": SWEEP_SELECT})
-
-    watch: dict[str, dict[str, float]] = {}
-    if previous is not None and not full:
-        stored = previous.data.get("watch", {})
-        if isinstance(stored, Mapping):
-            watch = {
-                str(k): {"leave": float(v.get("leave", 0)), "enqueued": float(v.get("enqueued", 0))}
-                for k, v in stored.items()
-                if isinstance(v, Mapping)
-            }
-    for item in result.items:
-        uid = item.get("id")
-        if not isinstance(uid, str):
-            continue
-        leave = _timestamp(item.get("employeeLeaveDateTime"))
-        if "@removed" in item or item.get("accountEnabled") is False or leave is None:
-            watch.pop(uid, None)
-            continue
-        entry = watch.get(uid)
-        if entry is None or entry["leave"] != leave:
-            watch[uid] = {"leave": leave, "enqueued": 0.0}
+    if scan is None:
+        scan = await _delta_round(client, None)
+    watch = scan.watch
 
     due = [
         uid
@@ -135,7 +155,7 @@ async def plan_sweep(
         checkpoint=previous or Checkpoint("sweep", tenant),
         previous=previous,
         due=due,
-        scanned=len(result.items),
+        scanned=scan.scanned,
         full_scan=full,
         watched=len(watch),
     )
@@ -156,7 +176,7 @@ async def plan_sweep(
         watch[uid]["enqueued"] = now
     plan.checkpoint = dataclasses.replace(
         plan.checkpoint,
-        delta_link=result.delta_link,
+        delta_link=scan.delta_link,
         phase="planned",
         data={"watch": watch, "lastRun": run_id},
     )

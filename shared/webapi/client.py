@@ -39,7 +39,7 @@ from shared.webapi.timing import Clock, Sleep, monotonic, real_sleep
 from shared.webapi.tokens import TokenSource
 from shared.webapi.urls import BaseUrl
 
-__all__ = ["ApiClient"]
+__all__ = ["ApiClient", "DeltaPages"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,11 @@ _DEFAULT_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 _MAX_PAGES = 100_000
 
 
-
 def _give_up_level(policy: RetryPolicy) -> int:
     """A caller that does its own resending (one attempt here: the batch engine) decides and
     logs what a failed send means; logging it here too, at ERROR, only floods an outage."""
     return logging.DEBUG if policy.max_attempts <= 1 else logging.ERROR
+
 
 class ApiClient:
     """Calls one web API (e.g. ``https://graph.microsoft.com/v1.0``) with app-only tokens.
@@ -462,23 +462,65 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> DeltaResult:
-        """Run a delta query to its final ``@odata.deltaLink``.
+        """Run a delta query to its final ``@odata.deltaLink``, collecting every item.
 
         Starts from ``delta_link`` when given (an incremental round), else from ``path``
         (a full round). Raises DeltaTokenExpiredError when the API says the delta token is
-        no longer valid (400 syncStateNotFound): the caller does a full resync.
+        no longer valid (400 syncStateNotFound): the caller does a full resync. For a large
+        directory use :meth:`delta_pages`, which holds one page at a time.
         """
-        start = delta_link or path
+        pages = self.delta_pages(path, delta_link, params=params, headers=headers)
         items: list[dict[str, Any]] = []
-        final: str | None = None
-        async for page in self._pages(start, None if delta_link else params, headers):
-            items.extend(x for x in page["value"] if isinstance(x, dict))
+        async for page in pages:
+            items.extend(page)
+        assert pages.delta_link is not None
+        return DeltaResult(items=items, delta_link=pages.delta_link)
+
+    def delta_pages(
+        self,
+        path: str,
+        delta_link: str | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> DeltaPages:
+        """The items of a delta round, one page at a time (``async for items in …``); once
+        iterated to the end, ``.delta_link`` is the link to start the next round from."""
+        return DeltaPages(self, path, delta_link, params, headers)
+
+
+class DeltaPages:
+    """One delta round as an async iterator of pages (lists of items): memory stays one page
+    however large the directory. ``delta_link`` is set when the round has ended."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        path: str,
+        delta_link: str | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        self._client = client
+        self._path = path
+        self._start = delta_link or path
+        self._params = None if delta_link else params
+        self._headers = headers
+        self.delta_link: str | None = None
+
+    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[list[dict[str, Any]]]:
+        client = self._client
+        async for page in client._pages(self._start, self._params, self._headers):
             link = page.get("@odata.deltaLink")
             if isinstance(link, str):
-                self.resolve(link)
-                final = link
-        if final is None:
+                client.resolve(link)  # refuses a link to another host before anything is used
+            yield [x for x in page["value"] if isinstance(x, dict)]
+            if isinstance(link, str):
+                self.delta_link = link
+        if self.delta_link is None:
             raise MalformedResponseError(
-                f"delta query {self.resolve(path).path} ended without an @odata.deltaLink"
+                f"delta query {client.resolve(self._path).path} ended without an @odata.deltaLink"
             )
-        return DeltaResult(items=items, delta_link=final)
