@@ -110,7 +110,9 @@ async def _run(n: int, *, freeze: bool = False) -> dict[str, Any]:
 
 def _ratio(runs: list[dict[str, Any]]) -> float:
     small, large = runs[0], runs[-1]
-    return round(large["cpu_ms_per_1000_operations"] / small["cpu_ms_per_1000_operations"], 3)
+    return round(
+        float(large["cpu_ms_per_1000_operations"]) / float(small["cpu_ms_per_1000_operations"]), 3
+    )
 
 
 def measure_cpu(sizes: tuple[int, ...] = (10_000, 100_000)) -> dict[str, Any]:
