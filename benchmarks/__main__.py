@@ -29,7 +29,7 @@ from benchmarks.output import default_path
 
 Main = Callable[[Sequence[str] | None], int]
 
-# name -> module with ``main(argv) -> int``; imported when used (scale_out may not exist yet)
+# name -> module with ``main(argv) -> int``; imported when used
 _MODULES = {
     "peers": "benchmarks.peers",
     "tokens": "benchmarks.tokens",
@@ -56,7 +56,7 @@ _FILES = {
 
 
 def load(name: str) -> Main | None:
-    """The benchmark's ``main``; None if its module is not there (scale_out, for now)."""
+    """The benchmark's ``main``; None if its module is not there."""
     module_name = _MODULES[name]
     try:
         module = importlib.import_module(module_name)

@@ -205,6 +205,7 @@ var daemonSettings = {
   DAEMON_API_HTTP2: 'false'
   DAEMON_API_THROTTLE_PRIORITY: 'Low'
   DAEMON_REPLICATION_RETRY_SECONDS: '60'
+  DAEMON_FLEET_BUDGET: 'true'
 }
 
 // The host's own settings: identity-based storage and Application Insights without keys.

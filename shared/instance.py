@@ -9,6 +9,7 @@ kept for the life of the process. This module is the one place that owns these o
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -21,10 +22,19 @@ from shared.auth.credentials import AppCredential, create_app_credential
 from shared.auth.token_cache import TokenCache
 from shared.errors import SettingError
 from shared.settings import Settings, load_settings
-from shared.storage import JobQueue, StateStore, StorageConnection, storage_connection
+from shared.storage import (
+    JobQueue,
+    StateStore,
+    StateStoreError,
+    StorageConnection,
+    storage_connection,
+)
 from shared.webapi import ApiClient, BatchEngine, PacingConfig, TenantPacer
+from shared.webapi.fleet import FleetBudget, FleetConfig, TableBudgetStore
 
 __all__ = ["CachedTokenSource", "Instance", "current_instance", "reset_current_instance"]
+
+logger = logging.getLogger(__name__)
 
 # host.json sits at the app's root, beside function_app.py (and this package's parent).
 HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
@@ -85,6 +95,7 @@ class Instance:
 
         self._clients: dict[tuple[asyncio.AbstractEventLoop, str], ApiClient] = {}
         self._pacers: dict[tuple[asyncio.AbstractEventLoop, str], TenantPacer] = {}
+        self._budget_table: TableBudgetStore | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Instance:
@@ -176,17 +187,42 @@ class Instance:
                 PacingConfig(
                     writes_per_second=self.settings.api_writes_per_second,
                     resource_units_per_second=self.settings.api_resource_units_per_second,
-                )
+                ),
+                fleet=self._fleet_budget(key[1]),
             )
         return BatchEngine(
             client, pacer=pacer, replication_seconds=self.settings.replication_retry_seconds
         )
 
+    @property
+    def fleet_app(self) -> str:
+        """The app's key in the fleet budget's table: the budget is per app and tenant."""
+        s = self.settings
+        return s.client_id or s.managed_identity_client_id or "system-assigned"
+
+    def _fleet_budget(self, tenant: str) -> FleetBudget | None:
+        """This tenant's share of the fleet-wide write budget (``DAEMON_FLEET_BUDGET``), or
+        None: turned off, or no AzureWebJobsStorage (doctor, the CLI, unit tests)."""
+        if not self.settings.fleet_budget or self._storage is None:
+            return None
+        if self._budget_table is None:
+            try:
+                self._budget_table = TableBudgetStore.from_connection(self._storage)
+            except (StateStoreError, SettingError) as exc:  # no table endpoint: pace alone
+                logger.warning("fleet budget off: %s", exc)
+                return None
+        config = FleetConfig(writes_per_second=self.settings.api_writes_per_second)
+        return FleetBudget(self._budget_table, self.fleet_app, tenant, config)
+
     async def aclose(self) -> None:
-        """Close this loop's API clients and the credential."""
+        """Close this loop's API clients, fleet leases and the credential."""
         loop = asyncio.get_running_loop()
         for key in [k for k in self._clients if k[0] is loop]:
             await self._clients.pop(key).aclose()
+        for key in [k for k in self._pacers if k[0] is loop]:
+            fleet = self._pacers.pop(key).fleet
+            if fleet is not None:
+                await fleet.aclose()
         self.close()
 
     def close(self) -> None:
@@ -195,6 +231,9 @@ class Instance:
             self._store.close()
         if self._job_queue is not None:
             self._job_queue.close()
+        if self._budget_table is not None:
+            self._budget_table.close()
+            self._budget_table = None
 
 
 _lock = threading.Lock()

@@ -109,6 +109,8 @@ SETTINGS: dict[str, str] = {
     "(default: not sent)",
     "DAEMON_REPLICATION_RETRY_SECONDS": "how long a 'does not exist' answer about an object "
     "created in the same run is retried (Entra ID replication delay; default 60)",
+    "DAEMON_FLEET_BUDGET": "true (default) | false: all instances share the write budget "
+    "through Table storage on AzureWebJobsStorage (falls back to pacing alone when it fails)",
 }
 
 DEFAULT_JOBS_QUEUE = "daemon-jobs"
@@ -150,6 +152,7 @@ class Settings:
     api_http2: bool = False
     api_throttle_priority: str | None = None
     replication_retry_seconds: float = 60.0
+    fleet_budget: bool = True
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback's locals
         secret = "'***'" if self.client_secret else "None"
@@ -397,6 +400,7 @@ def _job_settings(env: Mapping[str, str]) -> dict[str, object]:
         "replication_retry_seconds": _positive_number(
             env, "DAEMON_REPLICATION_RETRY_SECONDS", 60.0, 600.0
         ),
+        "fleet_budget": _bool(env, "DAEMON_FLEET_BUDGET", True),
     }
 
 

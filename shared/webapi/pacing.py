@@ -16,6 +16,11 @@ the share it actually gets from the API's answers (AIMD):
 Acquisition is FIFO (one waiter at a time) and reserves tokens ahead: a cost larger than the
 bucket is admitted when the bucket is full and leaves it in debt, so the long-run rate is the
 configured one whatever the batch size.
+
+With a ``fleet`` budget (:mod:`shared.webapi.fleet`), writes are also taken from the slice
+this instance leased from the bucket all instances share; while that budget is unavailable
+(storage slow or down) the pacer paces alone as above, and the adaptation to the API's
+answers applies in both cases.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.webapi.operations import Cost
 from shared.webapi.timing import Clock, Sleep, monotonic, real_sleep
+
+if TYPE_CHECKING:
+    from shared.webapi.fleet import FleetBudget
 
 __all__ = ["PacingConfig", "TenantPacer"]
 
@@ -96,8 +105,10 @@ class TenantPacer:
         *,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        fleet: FleetBudget | None = None,
     ) -> None:
         self.config = config or PacingConfig()
+        self.fleet = fleet
         self._clock = clock or monotonic
         self._sleep = sleep or real_sleep
         now = self._clock()
@@ -149,6 +160,13 @@ class TenantPacer:
                     if cost.resource_units
                     else 0.0,
                 )
+                if wait <= 0 and cost.writes and self.fleet is not None:
+                    # None: the fleet budget is unavailable, pace alone
+                    wait = await self.fleet.take(cost.writes) or 0.0
+                    if wait > 0:
+                        await self._sleep(wait)
+                        continue
+                    now = self._clock()  # take() may have waited for a lease
                 if wait <= 0:
                     self._writes.tokens -= cost.writes
                     self._units.tokens -= cost.resource_units
@@ -166,6 +184,8 @@ class TenantPacer:
             self._paused_until = until
         self._writes.tokens = min(self._writes.tokens, 0.0)
         self._units.tokens = min(self._units.tokens, 0.0)
+        if self.fleet is not None:
+            self.fleet.throttled(retry_after)
         if sent_at is None or sent_at > self._last_decrease:
             old = self._fraction
             self._fraction = max(self.config.min_fraction, old * self.config.decrease_factor)
