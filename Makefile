@@ -37,7 +37,7 @@ doctor-demo: $(STAMP) $(NODE_STAMP)
 	done
 
 test: $(STAMP) $(NODE_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: $(STAMP) infra-check
 	$(PY) -m ruff check .
