@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
+pytest_plugins = ["tests.cli_fixtures"]
+
 _sources: list[Callable[[], Iterable[str]]] = []
 
 

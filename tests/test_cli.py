@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -19,33 +18,15 @@ from shared import cli
 from shared.host import __main__ as host_cli
 from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared.instance import reset_current_instance
-from shared.logs import _NOISY
 from tests.host import app as test_app
 from tests.sandbox_env import Env, running_sandbox
-from tests.storage.conftest import start_azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 TENANT = "11111111-1111-1111-1111-111111111111"
 
 
-@pytest.fixture(scope="module")
-def azurite() -> Iterator[Azurite]:
-    yield from start_azurite()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures logging for the process: put the test session's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {name: logging.getLogger(name).level for name in _NOISY}
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        for name, value in noisy.items():
-            logging.getLogger(name).setLevel(value)
+# azurite and restore_logging: tests/cli_fixtures.py (a plugin of tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,32 +17,14 @@ from azure.storage.queue import QueueClient
 from shared import cli
 from shared.host.azurite import Azurite
 from shared.instance import reset_current_instance
-from shared.logs import _NOISY
-from tests.storage.conftest import start_azurite
 
 HOME = "11111111-1111-1111-1111-111111111111"
 OTHER = "22222222-2222-2222-2222-222222222222"
 STRANGER = "33333333-3333-3333-3333-333333333333"
 
 
-@pytest.fixture(scope="module")
-def azurite() -> Iterator[Azurite]:
-    yield from start_azurite()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures logging for the process: put the test session's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {name: logging.getLogger(name).level for name in _NOISY}
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        for name, value in noisy.items():
-            logging.getLogger(name).setLevel(value)
+# azurite and restore_logging: tests/cli_fixtures.py (a plugin of tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture
