@@ -104,7 +104,9 @@ FULL = JoinersParams()
 QUICK = JoinersParams(joiners=300, max_seconds=60.0, label="quick")
 
 
-def _joiners(prefix: str, n: int, groups: Sequence[str], base: str) -> list[Operation]:
+def joiner_operations(prefix: str, n: int, groups: Sequence[str], base: str) -> list[Operation]:
+    """Each joiner: a create, then one add per group that depends on it and references the
+    created user by the id the create returned (the strict sandbox refuses a UPN there)."""
     ops: list[Operation] = []
     for i in range(n):
         eid = f"{prefix}{i:05d}"
@@ -136,6 +138,7 @@ def _joiners(prefix: str, n: int, groups: Sequence[str], base: str) -> list[Oper
                     {"@odata.id": user_url(base, upn)},
                     headers={"Content-Type": "application/json"},
                     depends_on=(create.id,),
+                    reference_from=create.id,
                 )
             )
     return ops
@@ -152,7 +155,7 @@ async def _contender(
     instance = Instance(settings)
     client = instance.api_client()
     prefix = "C" if coalesce else "P"
-    ops = _joiners(prefix, params.joiners, groups, instance.settings.api_base_url)
+    ops = joiner_operations(prefix, params.joiners, groups, instance.settings.api_base_url)
     f = params.factor
     engine = BatchEngine(
         client,

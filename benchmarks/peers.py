@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 
 from benchmarks.batch_throughput import REAL_RU_RATE, REAL_WRITE_RATE
+from benchmarks.joiners import joiner_operations
 from benchmarks.output import default_path
 from benchmarks.results_math import budget_fraction, ratio, series, targets_verdict
 from sandbox.graph import GraphConfig
@@ -63,14 +64,12 @@ from shared.settings import Settings, load_settings
 from shared.webapi import (
     DEFAULT_REPLICATION_SECONDS,
     BatchEngine,
-    CreateIdentity,
     Operation,
     Outcome,
     PacingConfig,
     RetryPolicy,
     directory_object_url,
     parse_retry_after,
-    user_url,
 )
 
 __all__ = ["CONTENDERS", "FULL", "QUICK", "SCENARIOS", "PeersParams", "main", "run"]
@@ -220,45 +219,6 @@ class World:
             )
             for i, uid in enumerate(self.users[tenant][:n])
         ]
-
-
-def _joiner_ops(prefix: str, n: int, groups: Sequence[str], base: str) -> list[Operation]:
-    """Each joiner: a create, then two group adds that depend on it."""
-    ops: list[Operation] = []
-    for i in range(n):
-        eid = f"{prefix}{i:05d}"
-        upn = f"{eid.lower()}@{DOMAIN}"
-        create = Operation(
-            f"create-{eid}",
-            "POST",
-            "/users",
-            {
-                "accountEnabled": True,
-                "displayName": f"Joiner {eid}",
-                "mailNickname": eid.lower(),
-                "userPrincipalName": upn,
-                "employeeId": eid,
-                "passwordProfile": {"forceChangePasswordNextSignIn": True, "password": "Xy!9" * 4},
-            },
-            headers={"Content-Type": "application/json"},
-            idempotency=CreateIdentity(
-                f"/users?$filter=employeeId eq '{eid}'&$select=id,employeeId", "employeeId", eid
-            ),
-        )
-        ops.append(create)
-        for g, gid in enumerate(groups):
-            ops.append(
-                Operation(
-                    f"add-{eid}-{g}",
-                    "POST",
-                    f"/groups/{gid}/members/$ref",
-                    {"@odata.id": user_url(base, upn)},
-                    headers={"Content-Type": "application/json"},
-                    depends_on=(create.id,),
-                    reference_from=create.id,
-                )
-            )
-    return ops
 
 
 @dataclass
@@ -803,7 +763,7 @@ def _work(world: World, scenario: str, name: str) -> Work:
         directory = world.sandbox.graph.directory
         groups = [directory.add_group(tenant, f"{name} {g}")["id"] for g in ("All", "New")]
         n = params.naive_joiners if name == "naive" else params.joiners
-        return Work({tenant: _joiner_ops(tag, n, groups, world.base_url)}, joiners=True)
+        return Work({tenant: joiner_operations(tag, n, groups, world.base_url)}, joiners=True)
     if scenario == "single_tenant":
         n = params.naive_operations if name == "naive" else params.single_operations
         return Work({world.tenants[0]: world.patches(world.tenants[0], n, name)})

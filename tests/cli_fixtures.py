@@ -1,4 +1,4 @@
-"""Fixtures shared by the command-line tests (tests/test_cli.py, tests/test_enqueue.py):
+"""Fixtures shared by the command-line and logging tests (test_cli, test_enqueue, test_logs):
 one Azurite per module, and the test session's logging put back after main() set up its own.
 Loaded as a plugin by tests/conftest.py; a directory with its own ``azurite`` fixture keeps it."""
 

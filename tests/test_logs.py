@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.logs import _NOISY, RunContextFilter, configure_logging, current_run, run_context
+from shared.logs import RunContextFilter, configure_logging, current_run, run_context
 
 
 class _Records(logging.Handler):
@@ -32,20 +32,6 @@ def records() -> Iterator[_Records]:
         yield handler
     finally:
         logger.removeHandler(handler)
-
-
-@pytest.fixture
-def restore_root() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {name: logging.getLogger(name).level for name in _NOISY}
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        for name, value in noisy.items():
-            logging.getLogger(name).setLevel(value)
 
 
 def test_records_inside_a_run_carry_job_tenant_and_correlation_id(records: _Records) -> None:
@@ -102,7 +88,7 @@ def test_filter_stamps_records_made_elsewhere() -> None:
     assert record.run == "[sweep t c] "  # type: ignore[attr-defined]
 
 
-@pytest.mark.usefixtures("restore_root")
+@pytest.mark.usefixtures("restore_logging")  # tests/cli_fixtures.py
 def test_configure_logging_shows_info_summary_lines_with_the_run_prefix() -> None:
     stream = io.StringIO()
     configure_logging(stream=stream)
@@ -117,7 +103,7 @@ def test_configure_logging_shows_info_summary_lines_with_the_run_prefix() -> Non
     assert "debug noise" not in text
 
 
-@pytest.mark.usefixtures("restore_root")
+@pytest.mark.usefixtures("restore_logging")  # tests/cli_fixtures.py
 def test_configure_logging_twice_keeps_one_handler_and_others_handlers() -> None:
     root = logging.getLogger()
     foreign = _Records()

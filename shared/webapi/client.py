@@ -57,7 +57,8 @@ def _give_up_level(policy: RetryPolicy) -> int:
 
 
 class ApiClient:
-    """Calls one web API (e.g. ``https://graph.microsoft.com/v1.0``) with app-only tokens.
+    """Calls one web API (the configured base: Microsoft Graph v1.0 by default) with app-only
+    tokens.
 
     The httpx client is created lazily on first use and again when the running event loop
     is a different one (an AsyncClient must not cross loops). Use as ``async with`` or call

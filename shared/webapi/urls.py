@@ -28,7 +28,8 @@ def _check_text(target: str) -> None:
 
 
 class BaseUrl:
-    """An https base URL such as ``https://graph.microsoft.com/v1.0`` and the rules around it."""
+    """An https base URL (``DAEMON_API_BASE_URL``: Graph v1.0 in its cloud, or the sandbox)
+    and the rules around it."""
 
     def __init__(self, base_url: str) -> None:
         _check_text(base_url)
