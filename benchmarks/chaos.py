@@ -64,10 +64,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sandbox.azurite import Azurite
 from sandbox.graph import GraphConfig
 from sandbox.seed import CERTIFICATE_NAME, Seed, seed_default, settings_for
 from sandbox.server import Sandbox, build_routes
-from shared.host.azurite import Azurite
 from shared.storage import StateStore, storage_connection
 
 __all__ = ["ChaosConfig", "ChaosResult", "main", "run_chaos"]

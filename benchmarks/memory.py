@@ -138,9 +138,9 @@ def _spawn(kind: str, n: int, env: dict[str, str]) -> dict[str, Any]:
 
 
 def _sweep(n: int) -> dict[str, Any]:
+    from sandbox.azurite import Azurite
     from sandbox.seed import PLATFORM_SETTING_NAMES, seed_default, settings_for
     from sandbox.server import Sandbox
-    from shared.host.azurite import Azurite
 
     with Azurite() as azurite, Sandbox() as sandbox:
         seed = seed_default(sandbox)

@@ -39,10 +39,10 @@ from typing import Any
 
 from benchmarks.batch_throughput import AUTH_MODE, REAL_WRITE_RATE
 from benchmarks.output import default_path
+from sandbox.azurite import Azurite
 from sandbox.graph import GraphConfig
 from sandbox.seed import USER_DOMAIN, seed_default, settings_for
 from sandbox.server import Sandbox
-from shared.host.azurite import Azurite
 
 __all__ = ["FULL", "QUICK", "ScaleOutParams", "main", "run"]
 

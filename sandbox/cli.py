@@ -364,7 +364,7 @@ def _storage(start_azurite: bool) -> Iterator[str | None]:
     if not start_azurite:
         yield None
         return
-    from shared.host.azurite import Azurite
+    from sandbox.azurite import Azurite
 
     with Azurite() as azurite:
         yield azurite.connection_string
@@ -440,7 +440,7 @@ def _main(args: argparse.Namespace) -> int:
     graph_config = GraphConfig()
     if args.replication_delay is not None:
         graph_config.replication_delay = args.replication_delay
-    from shared.host.azurite import AzuriteError
+    from shared.errors import AzuriteError
 
     sandbox = Sandbox(port=args.port, token_lifetime=args.token_lifetime, graph_config=graph_config)
     try:

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sandbox.azurite import Azurite
 from sandbox.graph import GraphConfig
 from sandbox.seed import USER_DOMAIN, seed_default, settings_for
 from sandbox.server import Sandbox
-from shared.host.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = USER_DOMAIN  # a verified domain of the seeded home tenant

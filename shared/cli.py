@@ -45,7 +45,7 @@ from shared.doctor import (
     probe_storage,
     run_doctor,
 )
-from shared.errors import DaemonError, SettingError
+from shared.errors import DaemonError, SettingError, UsageError
 from shared.logs import configure_logging
 from shared.settings import load_settings, parse_tenant
 from shared.storage import storage_connection
@@ -106,10 +106,6 @@ def _parser() -> argparse.ArgumentParser:
             "it as AzureWebJobsStorage; stopped on exit",
         )
     return parser
-
-
-class UsageError(Exception):
-    """A bad command-line input: printed as one line, exit status 2."""
 
 
 def _run_host(args: argparse.Namespace) -> int:
@@ -381,7 +377,7 @@ def _status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _with_azurite(args: argparse.Namespace, run: Any) -> int:
     if not getattr(args, "azurite", False):
         return int(run())
-    from shared.host.azurite import Azurite
+    from sandbox.azurite import Azurite
 
     with Azurite() as azurite:
         # this process's own environment: the functions read their settings from it

@@ -36,6 +36,7 @@ from shared.errors import (
     KeyVaultError,
     KeyVaultNotFoundError,
     SettingError,
+    StorageUnreachableError,
     TenantNotAllowedError,
     TokenRequestError,
 )
@@ -79,10 +80,6 @@ _REQUIRED_BY_APP = {
     "DAEMON_USER_DOMAIN": "provision creates joiners as <given>.<surname>.<employeeId>@"
     "DAEMON_USER_DOMAIN: every joiner fails without it (a verified domain of the tenant)",
 }
-
-
-class StorageUnreachableError(DaemonError):
-    """The storage account did not answer, or refused the daemon's credential."""
 
 
 _SHOWN_CLAIMS = ("aud", "iss", "tid", "appid", "azp", "oid", "idtyp", "roles", "exp")

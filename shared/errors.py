@@ -3,7 +3,12 @@
     DaemonError
     ├── ConfigurationError          could not even try: the app is not configured to do this
     │   ├── SettingError            one app setting is missing or malformed (names it)
-    │   └── TenantNotAllowedError   a tenant outside DAEMON_ALLOWED_TENANTS was asked for
+    │   ├── TenantNotAllowedError   a tenant outside DAEMON_ALLOWED_TENANTS was asked for
+    │   ├── HostConfigError         host.json (or a value in it) is not usable (names the key)
+    │   │   └── ScheduleError       a timer schedule that cannot run (names the setting)
+    │   ├── BindingError            a function's binding cannot be used as written
+    │   ├── HostError               the local runner was asked for a function the app lacks
+    │   └── UsageError              a bad command-line input (printed as one line, exit 2)
     ├── CredentialError             tried to get a credential or token and was refused
     │   ├── KeyVaultError           Key Vault refused or failed (names vault and object)
     │   │   ├── KeyVaultAccessDeniedError    403: the identity lacks an RBAC role
@@ -11,19 +16,32 @@
     │   ├── CertificateError        the certificate is disabled, expired, not yet valid,
     │   │                           malformed or has no exportable private key
     │   └── TokenRequestError       the token endpoint refused (carries the AADSTS codes)
-    └── ApiError                    the web API could not be called or refused a request
-        ├── UnsafeRequestError      refused before sending: absolute URL to another host,
-        │                           malformed operation (never reaches the network)
-        ├── ApiResponseError        the API answered with an error status (status, code)
-        │   └── DeltaTokenExpiredError  400 syncStateNotFound: the delta link expired, do a
-        │                               full resync
-        ├── ApiTransportError       no usable answer (connect error, timeout, reset) after the
-        │                           bounded retries; says whether the outcome is unknown
-        └── MalformedResponseError  the API's answer could not be understood
-    JobError                        a job could not run to the end
-    ├── InvalidMessageError         the queue message can never succeed: logged, completed
-    ├── SafetyLimitError            the plan is implausibly large: aborted, nothing applied
-    └── RetryableJobError           try again later: raised so the host redelivers
+    ├── ApiError                    the web API could not be called or refused a request
+    │   ├── UnsafeRequestError      refused before sending: absolute URL to another host,
+    │   │                           malformed operation (never reaches the network)
+    │   ├── ApiResponseError        the API answered with an error status (status, code)
+    │   │   └── DeltaTokenExpiredError  400 syncStateNotFound: the delta link expired, do a
+    │   │                               full resync
+    │   ├── ApiTransportError       no usable answer (connect error, timeout, reset) after the
+    │   │                           bounded retries; says whether the outcome is unknown
+    │   └── MalformedResponseError  the API's answer could not be understood
+    ├── StateStoreError             the state store (Table storage) could not do what was asked
+    │   ├── StorageUnreachableError the storage account did not answer or refused the identity
+    │   ├── StateConflictError      an optimistic (ETag) write lost to another writer
+    │   │   └── FleetConflictError  a fleet budget lease lost to another instance
+    │   └── StateValueTooLargeError a value does not fit in one table entity: refused
+    ├── JobError                    a job could not run to the end
+    │   ├── InvalidMessageError     the queue message can never succeed: logged, completed
+    │   │   └── PersonError         one person in a provisioning payload is invalid (names
+    │   │                           the person and the field; the others still run)
+    │   ├── SafetyLimitError        the plan is implausibly large: aborted, nothing applied
+    │   └── RetryableJobError       try again later: raised so the host redelivers
+    └── AzuriteError                development only: the local storage emulator is not
+                                    installed, did not start, or stopped unexpectedly
+
+Where an SDK or the standard library raised first, the daemon's error is chained to it
+(``raise ... from exc``) so the status and request id stay in the traceback; the daemon's own
+message is the one logged and shown.
 
 Messages name the app setting or the resource and say what was expected. They never contain
 a secret, token, assertion or private key.
@@ -35,23 +53,35 @@ __all__ = [
     "ApiError",
     "ApiResponseError",
     "ApiTransportError",
+    "AzuriteError",
+    "BindingError",
     "CertificateError",
     "ConfigurationError",
     "CredentialError",
     "DaemonError",
     "DeltaTokenExpiredError",
+    "FleetConflictError",
+    "HostConfigError",
+    "HostError",
     "InvalidMessageError",
     "JobError",
     "KeyVaultAccessDeniedError",
     "KeyVaultError",
     "KeyVaultNotFoundError",
     "MalformedResponseError",
+    "PersonError",
     "RetryableJobError",
     "SafetyLimitError",
+    "ScheduleError",
     "SettingError",
+    "StateConflictError",
+    "StateStoreError",
+    "StateValueTooLargeError",
+    "StorageUnreachableError",
     "TenantNotAllowedError",
     "TokenRequestError",
     "UnsafeRequestError",
+    "UsageError",
 ]
 
 
@@ -82,6 +112,36 @@ class TenantNotAllowedError(ConfigurationError):
             f"tenant {tenant!r} is not in DAEMON_ALLOWED_TENANTS ({', '.join(allowed)}); "
             "add it there after its admin has consented"
         )
+
+
+class HostConfigError(ConfigurationError):
+    """host.json (or a value in it) is not usable; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"host.json {key}: {problem}")
+
+
+class ScheduleError(HostConfigError):
+    """A schedule that cannot run; ``where`` names the setting (and field), ``problem`` says
+    what is wrong (so a caller can report it under its own setting name)."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(where, problem)
+
+
+class BindingError(ConfigurationError):
+    """A function's binding cannot be used as written (names the function and property)."""
+
+
+class HostError(ConfigurationError):
+    """The local runner was asked for something the app does not define."""
+
+
+class UsageError(ConfigurationError):
+    """A bad command-line input: printed as one line, exit status 2."""
 
 
 class CredentialError(DaemonError):
@@ -150,6 +210,26 @@ class MalformedResponseError(ApiError):
     """The API's answer could not be understood (bad JSON, missing ids, wrong type)."""
 
 
+class StateStoreError(DaemonError):
+    """The state store could not do what was asked."""
+
+
+class StorageUnreachableError(StateStoreError):
+    """The storage account did not answer, or refused the daemon's credential."""
+
+
+class StateConflictError(StateStoreError):
+    """An optimistic write lost: the entity changed (or appeared) since it was read."""
+
+
+class FleetConflictError(StateConflictError):
+    """A conditional write lost: the budget entity changed (or appeared) since it was read."""
+
+
+class StateValueTooLargeError(StateStoreError):
+    """A value does not fit in one table entity (about 1 MiB); it is refused, not truncated."""
+
+
 class JobError(DaemonError):
     """A job could not run to the end."""
 
@@ -157,6 +237,11 @@ class JobError(DaemonError):
 class InvalidMessageError(JobError):
     """A queue message that can never succeed (malformed, unknown job, wrong version, tenant
     not allowed, payload invalid): it is logged and completed, not retried."""
+
+
+class PersonError(InvalidMessageError):
+    """One person in a provisioning payload cannot be planned; the message names the person
+    and the field. The job plans the others and reports this one as failed."""
 
 
 class SafetyLimitError(JobError):
@@ -175,3 +260,7 @@ class SafetyLimitError(JobError):
 class RetryableJobError(JobError):
     """Part of the work could not be done now (throttling, outages): redeliver the message;
     the job is idempotent, so what was done is not done twice."""
+
+
+class AzuriteError(DaemonError):
+    """Development only: Azurite is not installed, did not start, or stopped unexpectedly."""

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.errors import SettingError
-from shared.host.schedule import ScheduleError, parse_schedule
+from shared.errors import ScheduleError, SettingError
+from shared.host.schedule import parse_schedule
 
 __all__ = [
     "PUBLIC_CLOUD_AUTHORITY",

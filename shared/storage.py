@@ -59,7 +59,12 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import EdmType, TableClient, TableServiceClient, UpdateMode
 
-from shared.errors import DaemonError, SettingError
+from shared.errors import (
+    SettingError,
+    StateConflictError,
+    StateStoreError,
+    StateValueTooLargeError,
+)
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueServiceClient
@@ -115,18 +120,6 @@ T = TypeVar("T")
 
 
 # -- errors --------------------------------------------------------------------------------
-
-
-class StateStoreError(DaemonError):
-    """The state store could not do what was asked."""
-
-
-class StateConflictError(StateStoreError):
-    """An optimistic write lost: the entity changed (or appeared) since it was read."""
-
-
-class StateValueTooLargeError(StateStoreError):
-    """A value does not fit in one table entity (about 1 MiB); it is refused, not truncated."""
 
 
 # -- connection settings -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.host.azurite import Azurite
+from sandbox.azurite import Azurite
 from shared.logs import _NOISY
 from tests.storage.conftest import start_azurite
 

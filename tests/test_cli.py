@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueClient
 
+from sandbox.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared import cli
 from shared.host import __main__ as host_cli
-from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared.instance import reset_current_instance
 from tests.host import app as test_app
 from tests.sandbox_env import Env, running_sandbox

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueClient
 
+from sandbox.azurite import Azurite
 from shared import cli
-from shared.host.azurite import Azurite
 from shared.instance import reset_current_instance
 
 HOME = "11111111-1111-1111-1111-111111111111"

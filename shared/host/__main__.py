@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, str(Path.cwd()))
     from azure.core.exceptions import AzureError
 
-    from shared.doctor import StorageUnreachableError
+    from shared.errors import StorageUnreachableError
 
     try:
         return asyncio.run(_main(args))

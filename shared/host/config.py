@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigurationError
+from shared.errors import HostConfigError
 
 __all__ = [
     "HostConfigError",
@@ -25,14 +25,6 @@ __all__ = [
 ]
 
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,7}))?$")
-
-
-class HostConfigError(ConfigurationError):
-    """host.json (or a value in it) is not usable; the message names the key."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        self.key = key
-        super().__init__(f"host.json {key}: {problem}")
 
 
 def parse_timespan(key: str, value: Any) -> float | None:

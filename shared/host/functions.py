@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import ConfigurationError, SettingError
+from shared.errors import BindingError, SettingError
 
 __all__ = [
     "SUPPORTED_OUTPUTS",
@@ -38,10 +38,6 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$")
 _POISON_SUFFIX = "-poison"
 
 _cache: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
-
-
-class BindingError(ConfigurationError):
-    """A function's binding cannot be used as written (names the function and property)."""
 
 
 def app_functions(app: Any) -> tuple[Any, ...]:

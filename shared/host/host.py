@@ -45,7 +45,7 @@ from azure.functions import _abc
 from azure.functions.queue import QueueMessage as FunctionQueueMessage
 from azure.functions.timer import TimerRequest
 
-from shared.errors import ConfigurationError
+from shared.errors import HostError
 from shared.host.config import HostOptions, QueueOptions, load_host_options
 from shared.host.functions import FunctionSpec, app_functions, resolve_functions
 from shared.host.schedule import parse_schedule
@@ -62,10 +62,6 @@ T = TypeVar("T")
 
 POISON_SUFFIX = "-poison"
 _MIN_POLL = 0.1  # the first back-off step when a queue is empty (as the real host)
-
-
-class HostError(ConfigurationError):
-    """The emulator was asked for something the app does not define."""
 
 
 class _Out(func.Out[T], Generic[T]):

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from shared.host.config import HostConfigError, parse_timespan
+from shared.errors import ScheduleError
+from shared.host.config import parse_timespan
 
 __all__ = ["Schedule", "parse_schedule"]
 
@@ -31,16 +32,6 @@ _FIELDS = (
     ("month", 1, 12, _MONTHS),
     ("day of week", 0, 6, _DAYS),
 )
-
-
-class ScheduleError(HostConfigError):
-    """A schedule that cannot run; ``where`` names the setting (and field), ``problem`` says
-    what is wrong (so a caller can report it under its own setting name)."""
-
-    def __init__(self, where: str, problem: str) -> None:
-        self.where = where
-        self.problem = problem
-        super().__init__(where, problem)
 
 
 def _small_number(text: str) -> bool:

@@ -55,6 +55,7 @@ from shared.errors import (
     ApiError,
     CredentialError,
     InvalidMessageError,
+    PersonError,
     RetryableJobError,
     SettingError,
 )
@@ -122,10 +123,6 @@ _JSON = {"Content-Type": "application/json"}
 
 
 # -- 1. validation ----------------------------------------------------------------------------
-
-
-class PersonError(ValueError):
-    """One person cannot be planned; the message names the person and the field."""
 
 
 @dataclass(frozen=True)

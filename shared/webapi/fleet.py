@@ -86,7 +86,8 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared.storage import StateStoreError, StorageConnection, sanitize_key
+from shared.errors import FleetConflictError, StateStoreError
+from shared.storage import StorageConnection, sanitize_key
 
 __all__ = [
     "BudgetTable",
@@ -100,10 +101,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EPSILON = 1e-6
-
-
-class FleetConflictError(StateStoreError):
-    """A conditional write lost: the budget entity changed (or appeared) since it was read."""
 
 
 class BudgetTable(Protocol):

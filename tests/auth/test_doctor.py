@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared.doctor import Report, run_doctor
 from shared.errors import KeyVaultError, TokenRequestError
-from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from tests.auth.conftest import Env
 from tests.storage.conftest import start_azurite
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.chaos import ChaosConfig, run_chaos
+from sandbox.azurite import DEV_ACCOUNT_KEY, Azurite
 from sandbox.server import Sandbox
-from shared.host.azurite import DEV_ACCOUNT_KEY, Azurite
 from tests.conftest import register_secret_source
 
 

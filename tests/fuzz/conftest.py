@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from sandbox.azurite import Azurite
 from sandbox.graph import GraphConfig
 from sandbox.seed import PLATFORM_SETTING_NAMES, Seed, settings_for
 from sandbox.server import Sandbox
-from shared.host.azurite import Azurite
 from shared.instance import Instance
 from shared.settings import load_settings
 from shared.storage import StateStore

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.host.azurite import Azurite
+from sandbox.azurite import Azurite
 from tests.storage.conftest import start_azurite
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueClient
 
+from sandbox.azurite import Azurite
 from shared.errors import SettingError
 from shared.host import BindingError, FunctionsHost, HostError, HostOptions, QueueOptions
-from shared.host.azurite import Azurite
 from tests.host import app as test_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.azurite import Azurite
 from sandbox.graph import GraphConfig
 from shared.host import FunctionsHost, load_host_options
-from shared.host.azurite import Azurite
 from shared.instance import reset_current_instance
 from tests.sandbox_env import Env, running_sandbox
 from tests.storage.conftest import start_azurite

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from sandbox.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared.errors import JobError
-from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Azurite
 from shared.instance import current_instance
 from shared.jobs.envelope import JobMessage
 from shared.jobs.sweep import claim_sweep, commit_sweep, plan_sweep

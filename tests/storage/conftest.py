@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.host.azurite import DEV_ACCOUNT_KEY, Azurite
+from sandbox.azurite import DEV_ACCOUNT_KEY, Azurite
 from tests.conftest import register_secret_source
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from azure.storage.queue import QueueServiceClient
 
-from shared.host.azurite import Azurite, AzuriteError
+from sandbox.azurite import Azurite
+from shared.errors import AzuriteError
 
 
 def test_runs_on_its_own_ports(azurite: Azurite) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.host.azurite import Azurite
+from sandbox.azurite import Azurite
 from shared.storage import storage_connection
 from shared.webapi.fleet import FleetBudget, FleetConfig, FleetConflictError, TableBudgetStore
 from shared.webapi.operations import Cost

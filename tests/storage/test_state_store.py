@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.host.azurite import Azurite
+from sandbox.azurite import Azurite
 from shared.storage import (
     Checkpoint,
     RunRecord,
@@ -236,8 +236,8 @@ async def test_storage_failures_are_state_store_errors_without_secrets() -> None
     from azure.core.credentials import AzureNamedKeyCredential
     from azure.data.tables import TableServiceClient
 
-    from shared.host.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME
-    from shared.storage import StateStoreError
+    from sandbox.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME
+    from shared.errors import StateStoreError
 
     service = TableServiceClient(  # nothing listens on port 9: refused at once, no retries
         endpoint=f"http://127.0.0.1:9/{DEV_ACCOUNT_NAME}",

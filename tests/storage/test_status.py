@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.host.azurite import Azurite
+from sandbox.azurite import Azurite
 from shared.status import collect_status
 from shared.storage import Checkpoint, RunRecord, StateStore, storage_connection
 

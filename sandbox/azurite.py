@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from shared.errors import AzuriteError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -44,12 +46,8 @@ STOP_TIMEOUT = 10.0
 _START_ATTEMPTS = 3  # a free port may be taken between choosing it and Azurite binding it
 
 
-class AzuriteError(RuntimeError):
-    """Azurite is not installed, did not start, or stopped unexpectedly."""
-
-
 def project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[1]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -192,7 +190,7 @@ class Azurite:
             str(self.table_port),
         ]
         with self._output.open("wb") as output:
-            self._process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+            self._process = subprocess.Popen(
                 args,
                 cwd=self._workspace,
                 stdin=subprocess.DEVNULL,
