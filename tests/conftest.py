@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
-pytest_plugins = ["tests.cli_fixtures"]
+pytest_plugins = ["tests.cli_fixtures", "tests.markers"]
 
 _sources: list[Callable[[], Iterable[str]]] = []
 

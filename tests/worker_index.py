@@ -13,8 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from azure_functions_runtime import functions, loader  # noqa: E402
-from azure_functions_runtime.bindings import meta  # noqa: E402
+from azure_functions_runtime import functions, loader  # type: ignore[import-not-found]  # noqa: E402
+from azure_functions_runtime.bindings import meta  # type: ignore[import-not-found]  # noqa: E402
 
 
 class _BindingInfo:

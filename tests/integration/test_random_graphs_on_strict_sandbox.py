@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sandbox.seed import Seed
+from sandbox.server import Sandbox
 from shared.instance import Instance
 from shared.settings import load_settings
 from shared.webapi import (
@@ -32,7 +34,7 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def started() -> Iterator[tuple[object, ...]]:
+def started() -> Iterator[tuple[Sandbox, Seed]]:
     with running_sandbox() as value:
         yield value
 
@@ -125,9 +127,9 @@ def _graph(seed: int, env: Env) -> tuple[list[Operation], dict[str, list[str]]]:
 
 @pytest.mark.parametrize("seed", range(6))
 async def test_random_graphs_are_accepted_and_applied_once(
-    seed: int, started: tuple[object, ...], monkeypatch: pytest.MonkeyPatch
+    seed: int, started: tuple[Sandbox, Seed], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = Env(*started, monkeypatch)  # type: ignore[arg-type]
+    env = Env(*started, monkeypatch)
     stats = env.graph.stats
     refused_before = stats.top_level_statuses[400]
     ops, expected_members = _graph(seed, env)
