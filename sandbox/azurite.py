@@ -47,6 +47,9 @@ _START_ATTEMPTS = 3  # a free port may be taken between choosing it and Azurite 
 
 
 def project_root() -> Path:
+    """The repository root, where ``npm ci`` installs Azurite into ``node_modules`` (this
+    development tool lives in the repository's ``sandbox/``; :class:`Azurite` takes another
+    ``root``)."""
     return Path(__file__).resolve().parents[1]
 
 

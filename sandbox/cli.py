@@ -168,8 +168,8 @@ def _parser() -> argparse.ArgumentParser:
 def _seconds(text: str) -> float:
     try:
         value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from exc
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number of seconds >= 0")
     return value
@@ -198,8 +198,8 @@ def _faults(items: Sequence[str]) -> dict[str, float | int]:
             )
         try:
             value = float(text)
-        except ValueError:
-            raise SandboxUsageError(f"--fault {item!r}: the value must be a number") from None
+        except ValueError as exc:
+            raise SandboxUsageError(f"--fault {item!r}: the value must be a number") from exc
         if not math.isfinite(value) or value < 0:
             raise SandboxUsageError(f"--fault {item!r}: expected a finite number >= 0")
         if isinstance(_FAULT_DEFAULTS[name], int):
@@ -309,7 +309,7 @@ def _write_settings_file(sandbox: Sandbox, seed: Seed, args: argparse.Namespace)
     except OSError as exc:
         raise SandboxUsageError(
             f"--settings-file {path}: cannot be written ({exc.strerror})"
-        ) from None
+        ) from exc
     return path
 
 

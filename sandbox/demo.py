@@ -120,7 +120,7 @@ async def _progress(
 
 
 async def _run(cfg: DemoConfig, sandbox: Sandbox, azurite: Azurite, quiet: bool) -> dict[str, Any]:
-    from shared.host import FunctionsHost
+    from shared.host import FunctionsHost, find_app_root, load_app
     from shared.instance import current_instance, reset_current_instance
 
     seed = seed_default(sandbox)
@@ -147,7 +147,9 @@ async def _run(cfg: DemoConfig, sandbox: Sandbox, azurite: Azurite, quiet: bool)
     # of its own).
     os.environ.update(settings)
     reset_current_instance()
-    host = FunctionsHost(settings)
+    # the repository is the Functions app root: its function_app.py and host.json
+    root = find_app_root(ROOT, settings)
+    host = FunctionsHost(settings, app=load_app("function_app:app", root), host_json=root.host_json)
     started = time.monotonic()
     stop = asyncio.Event()
     # joiners: create + group add; movers: update + group add; leavers: disable + revoke

@@ -36,8 +36,17 @@ __all__ = ["CachedTokenSource", "Instance", "current_instance", "reset_current_i
 
 logger = logging.getLogger(__name__)
 
-# host.json sits at the app's root, beside function_app.py (and this package's parent).
-HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
+# The Functions host names the app root (the folder with host.json and function_app.py) in
+# this setting: https://learn.microsoft.com/azure/azure-functions/functions-app-settings#azurewebjobsscriptroot
+# The worker also runs with that folder as its current directory, which is the fallback.
+SCRIPT_ROOT_SETTING = "AzureWebJobsScriptRoot"
+
+
+def app_host_json(env: Mapping[str, str]) -> Path:
+    """host.json of the running app: in ``AzureWebJobsScriptRoot``, else the current
+    directory (the Functions app root, where the host starts the worker and Core Tools runs)."""
+    root = (env.get(SCRIPT_ROOT_SETTING) or "").strip()
+    return (Path(root) if root else Path.cwd()) / "host.json"
 
 
 class CachedTokenSource:
@@ -72,13 +81,13 @@ class Instance:
         storage: StorageConnection | None = None,
         key_vault_credential: TokenCredential | None = None,
         clock: Callable[[], float] = time.time,
-        host_json: Path = HOST_JSON,
+        host_json: Path | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self._storage = storage
         self._job_queue: JobQueue | None = None
-        self._host_json = host_json
+        self._host_json = host_json if host_json is not None else app_host_json(os.environ)
         self._max_dequeue_count: int | None = None
         self._base64: bool = True
         self.clock = clock
@@ -103,10 +112,16 @@ class Instance:
         (doctor and the CLI work without one)."""
         has_storage = any(k.split("__", 1)[0] == "AzureWebJobsStorage" for k in env)
         settings = load_settings(env)
+        host_json = app_host_json(env)
         if not has_storage:
-            return cls(settings)
+            return cls(settings, host_json=host_json)
         storage = storage_connection(env)
-        return cls(settings, store=StateStore(storage.table_service()), storage=storage)
+        return cls(
+            settings,
+            store=StateStore(storage.table_service()),
+            storage=storage,
+            host_json=host_json,
+        )
 
     @property
     def store(self) -> StateStore:
@@ -193,6 +208,12 @@ class Instance:
         return BatchEngine(
             client, pacer=pacer, replication_seconds=self.settings.replication_retry_seconds
         )
+
+    @property
+    def token_requests(self) -> int:
+        """Tokens this instance has requested from Entra ID so far (cache misses and
+        refreshes): a run's share is the difference before and after it."""
+        return self.token_cache.stats.token_requests
 
     @property
     def fleet_app(self) -> str:

@@ -144,12 +144,13 @@ class HostOptions:
 
 
 def load_host_options(path: Path) -> HostOptions:
+    """The options of the host.json at ``path`` (its caller knows where the app root is)."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HostConfigError("(file)", f"{path} does not exist") from None
+    except FileNotFoundError as exc:
+        raise HostConfigError("(file)", f"{path} does not exist") from exc
     except json.JSONDecodeError as exc:
-        raise HostConfigError("(file)", f"{path} is not valid JSON: {exc}") from None
+        raise HostConfigError("(file)", f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(document, Mapping):
         raise HostConfigError("(file)", f"{path} must hold a JSON object")
     return HostOptions.from_json(document)

@@ -1,19 +1,19 @@
-"""What every job shares: its context, its plan, the statuses and the summary of a run."""
+"""What every job shares: its plan, the statuses and the summary of a run, the Job protocol.
+
+A job's context (what it is given to plan) is in :mod:`shared.jobs.context`.
+"""
 
 from __future__ import annotations
 
 import enum
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from shared.instance import Instance
-from shared.jobs.envelope import JobMessage
-from shared.storage import StateStore
-from shared.webapi import ApiClient, BatchEngine, EngineReport, Operation
+from shared.jobs.context import JobContext
+from shared.webapi import EngineReport, Operation
 
-__all__ = ["Job", "JobContext", "Plan", "RunStatus", "RunSummary"]
+__all__ = ["AfterApply", "Job", "JobContext", "Plan", "RunStatus", "RunSummary"]
 
 
 class RunStatus(str, enum.Enum):
@@ -46,30 +46,6 @@ class RunStatus(str, enum.Enum):
         """True for a delivery that really failed (what counts towards poison); a delivery
         interrupted by a crash is not one."""
         return self in (RunStatus.RETRYING, RunStatus.POISONED, RunStatus.FAILED)
-
-
-@dataclass
-class JobContext:
-    """One run of one job for one tenant."""
-
-    instance: Instance
-    store: StateStore
-    message: JobMessage
-    clock: Callable[[], float] = time.time
-
-    @property
-    def tenant(self) -> str:
-        return self.message.tenant
-
-    @property
-    def payload(self) -> Mapping[str, Any]:
-        return self.message.payload
-
-    def client(self) -> ApiClient:
-        return self.instance.api_client(self.tenant)
-
-    def engine(self) -> BatchEngine:
-        return self.instance.batch_engine(self.tenant)
 
 
 AfterApply = Callable[[EngineReport], Awaitable[None]]

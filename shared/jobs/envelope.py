@@ -154,8 +154,8 @@ def _load(body: bytes | str) -> Any:
             )
         try:
             raw = body.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidMessageError("message text contains a lone surrogate") from None
+        except UnicodeEncodeError as exc:
+            raise InvalidMessageError("message text contains a lone surrogate") from exc
     elif isinstance(body, bytes | bytearray | memoryview):
         raw = bytes(body)
     else:
@@ -166,19 +166,19 @@ def _load(body: bytes | str) -> Any:
         )
     try:
         text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidMessageError("message is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidMessageError("message is not UTF-8 text") from exc
     try:
         _check_depth(text)
         return json.loads(text, parse_int=_int, parse_float=_float, object_pairs_hook=_object)
     except _Refused as exc:
-        raise InvalidMessageError(f"message refused: {exc}") from None
+        raise InvalidMessageError(f"message refused: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise InvalidMessageError(
             f"message is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        ) from exc
     except (ValueError, RecursionError, MemoryError) as exc:  # bounds above make these rare
-        raise InvalidMessageError(f"message is not acceptable JSON: {type(exc).__name__}") from None
+        raise InvalidMessageError(f"message is not acceptable JSON: {type(exc).__name__}") from exc
 
 
 def parse_message(
@@ -205,8 +205,8 @@ def parse_message(
         raise InvalidMessageError("'tenant' must be a tenant id or domain string")
     try:
         tenant = parse_tenant("tenant", tenant_raw)
-    except SettingError:
-        raise InvalidMessageError(f"'tenant' {_show(tenant_raw)} is not a tenant id") from None
+    except SettingError as exc:
+        raise InvalidMessageError(f"'tenant' {_show(tenant_raw)} is not a tenant id") from exc
     if tenant not in {t.lower() for t in allowed_tenants}:
         raise InvalidMessageError(
             f"tenant {tenant} is not in DAEMON_ALLOWED_TENANTS: a queue message cannot pick "

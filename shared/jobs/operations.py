@@ -55,7 +55,7 @@ class OperationsJob:
             raise InvalidMessageError("payload 'operations' must be a non-empty list")
         if len(items) > _MAX_OPERATIONS:
             raise InvalidMessageError(f"more than {_MAX_OPERATIONS} operations in one message")
-        settings = ctx.instance.settings
+        settings = ctx.settings
         plan = Plan()
         seen: set[str] = set()
         for index, item in enumerate(items):

@@ -34,20 +34,47 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from shared.errors import DeltaTokenExpiredError, SafetyLimitError
-from shared.instance import Instance
 from shared.jobs.envelope import JobMessage
 from shared.storage import Checkpoint, StateStore
 from shared.webapi import ApiClient
 
-__all__ = ["SWEEP_SELECT", "SweepPlan", "claim_sweep", "commit_sweep", "plan_sweep"]
+__all__ = [
+    "SWEEP_SELECT",
+    "SweepLimits",
+    "SweepPlan",
+    "SweepSource",
+    "claim_sweep",
+    "commit_sweep",
+    "plan_sweep",
+]
 
 logger = logging.getLogger(__name__)
 
 SWEEP_SELECT = "id,userPrincipalName,employeeId,accountEnabled,employeeLeaveDateTime"
 REENQUEUE_AFTER = 3600.0  # seconds: a leaver still enabled this long after enqueueing
+
+
+class SweepLimits(Protocol):
+    """The two settings the sweep reads (``Settings`` and ``JobSettings`` have them)."""
+
+    @property
+    def max_changes_per_run(self) -> int: ...
+
+    @property
+    def sweep_chunk_size(self) -> int: ...
+
+
+class SweepSource(Protocol):
+    """What :func:`plan_sweep` needs: a tenant's API client and the limits (an ``Instance``
+    is one; a test may pass a client on a fake transport)."""
+
+    @property
+    def settings(self) -> SweepLimits: ...
+
+    def api_client(self, tenant: str | None = None) -> ApiClient: ...
 
 
 def _timestamp(value: Any) -> float | None:
@@ -121,7 +148,7 @@ async def _delta_round(client: ApiClient, previous: Checkpoint | None) -> _Scan:
 
 
 async def plan_sweep(
-    instance: Instance, store: StateStore, tenant: str, *, now: float, run_id: str | None = None
+    instance: SweepSource, store: StateStore, tenant: str, *, now: float, run_id: str | None = None
 ) -> SweepPlan:
     """Run the delta round and decide which leavers to fan out (nothing is written yet).
 

@@ -1,10 +1,19 @@
 """Calling the web API: the HTTP client (retries, 401 refresh, paging, delta) and the batch
 engine (fully parallel batches of ≤ 20, dependencies honoured by the engine, member adds
-coalesced, pacing, item retries, exactly one result per operation)."""
+coalesced, pacing, item retries, exactly one result per operation).
+
+Where things live: client.py (ApiClient and its request pipeline), exchange.py (one request's
+state across sends), outcome.py (what a final answer or transport error means), retry.py
+(what may be retried and how long to wait), connection.py (TLS, HTTP/2, limits, timeouts),
+paging.py (next links, delta rounds), response.py (ApiResponse), urls.py (the origin rule and
+object URLs), operations.py (what goes into the engine and its validation, with jsonbody.py
+and dependencies.py), engine/ (the batch engine), pacing.py and fleet.py (the tenant's
+budget).
+"""
 
 from __future__ import annotations
 
-from shared.webapi.client import ApiClient
+from shared.webapi.client import ApiClient, DeltaPages
 from shared.webapi.engine import (
     DEFAULT_REPLICATION_SECONDS,
     BatchEngine,
@@ -29,6 +38,7 @@ __all__ = [
     "Clock",
     "Cost",
     "CreateIdentity",
+    "DeltaPages",
     "DeltaResult",
     "EngineReport",
     "EngineStats",

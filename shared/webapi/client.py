@@ -4,29 +4,45 @@ Every request carries the bearer token, so every target is checked against the b
 origin before sending (absolute URLs, next/delta links, redirect targets); redirects are not
 followed automatically. Each send carries a fresh ``client-request-id`` that is logged on
 failures. The token and the Authorization header are never logged.
+
+A request goes down a chain of small steps, in the manner of httpx's own
+``send → _send_handling_auth → _send_handling_redirects → _send_single_request``::
+
+    request                      check the call, build the Exchange (exchange.py)
+    └ _send_with_retries         one attempt after another (retry.py), then the outcome
+      │                          rules turn the last answer into the result (outcome.py)
+      └ _send_with_auth          attach the token; a 401 → one forced refresh, one resend
+        └ _send_refusing_redirects  follow same-origin redirects only
+          └ _send_once           one HTTP exchange
+
+The auth step is a method, not an ``httpx.Auth`` subclass: an ``httpx.Auth`` flow runs inside
+``AsyncClient.send`` around each single hop, below our redirect handling, so it would fetch a
+token per redirect hop and judge a 401 before the redirects were followed; its one refresh is
+per request across retries (state an ``Auth`` instance would have to share between sends);
+and the resend after a 401 needs a new ``client-request-id`` and a log line naming the old
+one. Ours sits above the redirects, sees the final answer of each send, and keeps that state
+in the Exchange. Paging and delta rounds live in paging.py, the connection settings (TLS
+trust, HTTP/2, limits, timeouts) in connection.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import random
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
 
 import httpx
 
-from shared.errors import (
-    ApiTransportError,
-    ConfigurationError,
-    MalformedResponseError,
-    UnsafeRequestError,
-)
-from shared.webapi.response import ApiResponse, DeltaResult, parse_json_body
+from shared.errors import ConfigurationError, MalformedResponseError, UnsafeRequestError
+from shared.webapi.connection import ConnectionOptions
+from shared.webapi.exchange import LOGGER_NAME, Exchange, new_request_id
+from shared.webapi.outcome import final_answer, to_response, transport_failure
+from shared.webapi.paging import DeltaPages, iter_pages
+from shared.webapi.response import ApiResponse, DeltaResult
 from shared.webapi.retry import (
     Disposition,
     RetryPolicy,
@@ -41,28 +57,19 @@ from shared.webapi.urls import BaseUrl
 
 __all__ = ["ApiClient", "DeltaPages"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(LOGGER_NAME)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
-_DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-_DEFAULT_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-_MAX_PAGES = 100_000
-
-
-def _give_up_level(policy: RetryPolicy) -> int:
-    """A caller that does its own resending (one attempt here: the batch engine) decides and
-    logs what a failed send means; logging it here too, at ERROR, only floods an outage."""
-    return logging.DEBUG if policy.max_attempts <= 1 else logging.ERROR
 
 
 class ApiClient:
     """Calls one web API (the configured base: Microsoft Graph v1.0 by default) with app-only
     tokens.
 
-    The httpx client is created lazily on first use and again when the running event loop
-    is a different one (an AsyncClient must not cross loops). Use as ``async with`` or call
-    :meth:`aclose`.
+    The httpx client is opened (:class:`~shared.webapi.connection.ConnectionOptions`) lazily
+    on first use and again when the running event loop is a different one (an AsyncClient
+    must not cross loops). Use as ``async with`` or call :meth:`aclose`.
     """
 
     def __init__(
@@ -83,40 +90,14 @@ class ApiClient:
         user_agent: str = "graph-daemon/0.1",
     ) -> None:
         self.base = BaseUrl(base_url)
-        if verify is False:
-            raise UnsafeRequestError(
-                "TLS certificate verification cannot be turned off; pass an ssl.SSLContext "
-                "or a CA bundle path to trust a private CA"
-            )
-        if http2 and importlib.util.find_spec("h2") is None:
-            raise ConfigurationError(
-                "http2=True needs the 'h2' package (httpx[http2]); install it or use http2=False"
-            )
+        self._connection = ConnectionOptions.build(
+            transport=transport, verify=verify, http2=http2, limits=limits, timeout=timeout
+        )
         if throttle_priority is not None and throttle_priority not in ("Low", "Normal", "High"):
             raise ConfigurationError(
                 f"throttle_priority {throttle_priority!r} must be Low, Normal or High"
             )
         self._token_source = token_source
-        self._transport = transport
-        # verify=True trusts the system CAs (certifi), or the bundle named by SSL_CERT_FILE /
-        # SSL_CERT_DIR as httpx does; the client itself ignores other environment settings
-        # (trust_env=False: no proxy or .netrc credentials picked up from the environment).
-        self._verify: ssl.SSLContext = (
-            ssl.create_default_context(cafile=verify)
-            if isinstance(verify, str)
-            else verify
-            if isinstance(verify, ssl.SSLContext)
-            else httpx.create_ssl_context(trust_env=True)
-        )
-        self._http2 = http2
-        self._limits = limits or _DEFAULT_LIMITS
-        self._timeout = (
-            timeout
-            if isinstance(timeout, httpx.Timeout)
-            else httpx.Timeout(timeout)
-            if timeout is not None
-            else _DEFAULT_TIMEOUT
-        )
         self.retry = retry or RetryPolicy()
         self._throttle_priority = throttle_priority
         self._sleep = sleep or real_sleep
@@ -157,15 +138,7 @@ class ApiClient:
         if self._client is None or self._loop is not loop or self._client.is_closed:
             if self._client is not None and self._loop is not loop:
                 logger.debug("event loop changed: creating a new HTTP client for %s", self.base)
-            self._client = httpx.AsyncClient(
-                transport=self._transport,
-                verify=self._verify,
-                http2=self._http2,
-                limits=self._limits,
-                timeout=self._timeout,
-                follow_redirects=False,
-                trust_env=False,
-            )
+            self._client = self._connection.open()
             self._loop = loop
         return self._client
 
@@ -210,122 +183,58 @@ class ApiClient:
         extra = dict(headers or {})
         if any(k.lower() == "authorization" for k in extra):
             raise UnsafeRequestError("callers must not set the Authorization header")
-        policy = retry or self.retry
-        idem = is_idempotent(method, idempotent)
-        start = self._clock()
-        skipped = 0.0  # waits skipped with wait=False still count toward the time bound
-        attempts = 0
-        refreshed = False
+        exchange = Exchange(
+            method=method,
+            url=url,
+            json=json,
+            content=content,
+            headers=extra,
+            params=params,
+            policy=retry or self.retry,
+            idempotent=is_idempotent(method, idempotent),
+            started=self._clock(),
+        )
+        return await self._send_with_retries(exchange)
 
-        async def send(request_id: str, force_refresh: bool) -> httpx.Response:
-            return await self._send(
-                method,
-                url,
-                json=json,
-                content=content,
-                headers=extra,
-                params=params,
-                request_id=request_id,
-                force_refresh=force_refresh,
-            )
-
+    async def _send_with_retries(self, exchange: Exchange) -> ApiResponse:
+        """Send until the answer is final or the retry policy runs out (:mod:`.retry`), then
+        let the outcome rules (:mod:`.outcome`) say what the last answer or error means."""
         while True:
-            attempts += 1
-            request_id = str(uuid.uuid4())
+            exchange.next_attempt()
             try:
-                response = await send(request_id, False)
-                if response.status_code == 401 and not refreshed:
-                    refreshed = True
-                    logger.info(
-                        "%s %s answered 401 (client-request-id %s): refreshing the token once",
-                        method,
-                        url.path,
-                        request_id,
-                    )
-                    request_id = str(uuid.uuid4())
-                    response = await send(request_id, True)
+                response = await self._send_with_auth(exchange)
             except httpx.TransportError as exc:
-                disposition = classify_exception(exc, idempotent=idem)
-                elapsed = self._clock() - start + skipped
-                delay = policy.delay(attempts, None, self._rng)
-                if disposition is Disposition.RETRY and policy.allows(attempts, elapsed, delay):
-                    logger.warning(
-                        "%s %s failed: %s (client-request-id %s); retry %d/%d in %.2fs",
-                        method,
-                        url.path,
-                        exc.__class__.__name__,
-                        request_id,
-                        attempts,
-                        policy.max_attempts - 1,
-                        delay,
-                    )
-                    skipped += await self._wait(policy, delay)
+                disposition = classify_exception(exc, idempotent=exchange.idempotent)
+                cause = f"failed: {exc.__class__.__name__}"
+                if await self._retry(exchange, disposition, cause, retry_after=None):
                     continue
-                unknown = disposition is Disposition.OUTCOME_UNKNOWN
-                logger.log(
-                    _give_up_level(policy),
-                    "%s %s failed: %s (client-request-id %s) after %d attempt(s)%s",
-                    method,
-                    url.path,
-                    exc.__class__.__name__,
-                    request_id,
-                    attempts,
-                    "; outcome unknown, not resent" if unknown else "",
-                )
-                raise ApiTransportError(
-                    f"{method} {url.path}: {exc.__class__.__name__} after {attempts} "
-                    f"attempt(s) (client-request-id {request_id})"
-                    + ("; the request may have been applied" if unknown else ""),
-                    outcome_unknown=unknown,
-                ) from exc
-            result = self._to_response(response, request_id, attempts)
-            disposition = classify_status(result.status, idempotent=idem)
-            if disposition is Disposition.RETRY:
-                retry_after = parse_retry_after(result.headers)
-                delay = policy.delay(attempts, retry_after, self._rng)
-                elapsed = self._clock() - start + skipped
-                if policy.allows(attempts, elapsed, delay):
-                    logger.warning(
-                        "%s %s answered %d (client-request-id %s); retry %d/%d in %.2fs",
-                        method,
-                        url.path,
-                        result.status,
-                        request_id,
-                        attempts,
-                        policy.max_attempts - 1,
-                        delay,
-                    )
-                    skipped += await self._wait(policy, delay)
-                    continue
-            if disposition is Disposition.OUTCOME_UNKNOWN:
-                logger.log(
-                    _give_up_level(policy),
-                    "%s %s answered %d (client-request-id %s): outcome unknown, not resent",
-                    method,
-                    url.path,
-                    result.status,
-                    request_id,
-                )
-                return ApiResponse(
-                    status=result.status,
-                    headers=result.headers,
-                    body=result.body,
-                    content=result.content,
-                    request_id=request_id,
-                    attempts=attempts,
-                    outcome_unknown=True,
-                    json_problem=result.json_problem,
-                )
-            if not result.ok:
-                logger.info(
-                    "%s %s answered %d %s (client-request-id %s)",
-                    method,
-                    url.path,
-                    result.status,
-                    result.error_code or "",
-                    request_id,
-                )
-            return result
+                raise transport_failure(exchange, exc, disposition) from exc
+            answer = to_response(response, exchange)
+            disposition = classify_status(answer.status, idempotent=exchange.idempotent)
+            cause = f"answered {answer.status}"
+            if await self._retry(exchange, disposition, cause, parse_retry_after(answer.headers)):
+                continue
+            return final_answer(exchange, answer, disposition)
+
+    async def _retry(
+        self,
+        exchange: Exchange,
+        disposition: Disposition,
+        cause: str,
+        retry_after: float | None,
+    ) -> bool:
+        """True after waiting out the delay when ``disposition`` is RETRY and another send
+        fits the policy (attempts left, and the wait ends within the time bound)."""
+        if disposition is not Disposition.RETRY:
+            return False
+        policy = exchange.policy
+        delay = policy.delay(exchange.attempts, retry_after, self._rng)
+        elapsed = self._clock() - exchange.started + exchange.skipped
+        if not policy.allows(exchange.attempts, elapsed, delay):
+            return False
+        exchange.log_retry(cause, delay)
+        exchange.skipped += await self._wait(policy, delay)
+        return True
 
     async def _wait(self, policy: RetryPolicy, delay: float) -> float:
         """Sleep ``delay`` (or skip it with wait=False); returns the skipped time."""
@@ -334,61 +243,82 @@ class ApiClient:
             return 0.0
         return delay
 
-    async def _send(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        json: Any,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-        request_id: str,
-        force_refresh: bool,
-    ) -> httpx.Response:
-        token = await self._token_source(force_refresh=force_refresh)
+    async def _send_with_auth(self, exchange: Exchange) -> httpx.Response:
+        """One send with the bearer token; a 401 gets one forced token refresh and one resend
+        (under a new client-request-id) per request, however many retries follow."""
+        response = await self._send_refusing_redirects(
+            exchange, await self._token_source(force_refresh=False)
+        )
+        if response.status_code != 401 or exchange.refreshed:
+            return response
+        exchange.refreshed = True
+        logger.info(
+            "%s %s answered 401 (client-request-id %s): refreshing the token once",
+            exchange.method,
+            exchange.path,
+            exchange.request_id,
+        )
+        exchange.request_id = new_request_id()
+        token = await self._token_source(force_refresh=True)
+        return await self._send_refusing_redirects(exchange, token)
+
+    def _headers(self, exchange: Exchange, token: str) -> dict[str, str]:
+        """The headers of one send: the caller's, then ours (a caller cannot override them)."""
         sent = {
             "Accept": "application/json",
             "User-Agent": self._user_agent,
-            **headers,
+            **exchange.headers,
             "Authorization": f"Bearer {token}",
-            "client-request-id": request_id,
+            "client-request-id": exchange.request_id,
             "return-client-request-id": "true",
         }
         if self._throttle_priority:
             sent["x-ms-throttle-priority"] = self._throttle_priority
-        client = self._http()
+        return sent
+
+    async def _send_refusing_redirects(self, exchange: Exchange, token: str) -> httpx.Response:
+        """Send, following a redirect only to the API's own origin (the headers carry the
+        token); a redirect anywhere else is UnsafeRequestError before anything is sent there.
+
+        307/308, and any redirect of GET/HEAD, are followed with the same method and body;
+        a 301/302/303 to a write is handed back as it is (the method is never changed).
+        """
+        headers = self._headers(exchange, token)
+        url, params = exchange.url, exchange.params
         for _ in range(_MAX_REDIRECTS + 1):
-            response = await client.request(
-                method, url, json=json, content=content, headers=sent, params=params
-            )
+            response = await self._send_once(exchange, url, params, headers)
             location = response.headers.get("location")
             if response.status_code not in _REDIRECTS or not location:
                 return response
             target = url.join(location)
             if not self.base.same_origin(target):
                 raise UnsafeRequestError(
-                    f"{method} {url.path} redirected to {target.scheme}://{target.host}: "
-                    "refused, the token is only sent to the API's own origin"
+                    f"{exchange.method} {url.path} redirected to "
+                    f"{target.scheme}://{target.host}: refused, the token is only sent to the "
+                    "API's own origin"
                 )
-            if response.status_code in (307, 308) or method in ("GET", "HEAD"):
-                url, params = target, None
-                continue
-            return response  # 301/302/303 on a write: hand back, do not change the method
-        raise MalformedResponseError(f"{method} {url.path}: more than {_MAX_REDIRECTS} redirects")
+            if response.status_code not in (307, 308) and exchange.method not in ("GET", "HEAD"):
+                return response  # 301/302/303 on a write: hand back, do not change the method
+            url, params = target, None
+        raise MalformedResponseError(
+            f"{exchange.method} {url.path}: more than {_MAX_REDIRECTS} redirects"
+        )
 
-    @staticmethod
-    def _to_response(response: httpx.Response, request_id: str, attempts: int) -> ApiResponse:
-        content = response.content
-        body, problem = parse_json_body(response.headers.get("content-type", ""), content)
-        return ApiResponse(
-            status=response.status_code,
-            headers=response.headers,
-            body=body,
-            content=content,
-            request_id=request_id,
-            attempts=attempts,
-            json_problem=problem,
+    async def _send_once(
+        self,
+        exchange: Exchange,
+        url: httpx.URL,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        """One HTTP exchange on the wire (httpx reads the whole body)."""
+        return await self._http().request(
+            exchange.method,
+            url,
+            json=exchange.json,
+            content=exchange.content,
+            headers=headers,
+            params=params,
         )
 
     # -- conveniences -----------------------------------------------------------------
@@ -413,36 +343,6 @@ class ApiClient:
             )
         return response.body
 
-    async def _pages(
-        self, path: str, params: Mapping[str, str] | None, headers: Mapping[str, str] | None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Each page, following ``@odata.nextLink`` (through empty pages)."""
-        target: str | None = path
-        first = True
-        seen: set[str] = set()
-        for _ in range(_MAX_PAGES):
-            if target is None:
-                return
-            page = await self.get_json(target, params=params if first else None, headers=headers)
-            first = False
-            value = page.get("value")
-            if not isinstance(value, list):
-                raise MalformedResponseError(
-                    f"page of {self.resolve(path).path} has no 'value' array"
-                )
-            yield page
-            next_link = page.get("@odata.nextLink")
-            if next_link is None:
-                return
-            if not isinstance(next_link, str) or next_link in seen:
-                raise MalformedResponseError(
-                    f"page of {self.resolve(path).path} has a bad or repeated @odata.nextLink"
-                )
-            seen.add(next_link)
-            self.resolve(next_link)  # another origin: UnsafeRequestError before sending
-            target = next_link
-        raise MalformedResponseError(f"{self.resolve(path).path}: more than {_MAX_PAGES} pages")
-
     async def paginate(
         self,
         path: str,
@@ -451,7 +351,7 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every item of every page's ``value`` array, following ``@odata.nextLink``."""
-        async for page in self._pages(path, params, headers):
+        async for page in iter_pages(self, path, params, headers):
             for item in page["value"]:
                 yield item
 
@@ -488,40 +388,3 @@ class ApiClient:
         """The items of a delta round, one page at a time (``async for items in …``); once
         iterated to the end, ``.delta_link`` is the link to start the next round from."""
         return DeltaPages(self, path, delta_link, params, headers)
-
-
-class DeltaPages:
-    """One delta round as an async iterator of pages (lists of items): memory stays one page
-    however large the directory. ``delta_link`` is set when the round has ended."""
-
-    def __init__(
-        self,
-        client: ApiClient,
-        path: str,
-        delta_link: str | None,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-    ) -> None:
-        self._client = client
-        self._path = path
-        self._start = delta_link or path
-        self._params = None if delta_link else params
-        self._headers = headers
-        self.delta_link: str | None = None
-
-    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[list[dict[str, Any]]]:
-        client = self._client
-        async for page in client._pages(self._start, self._params, self._headers):
-            link = page.get("@odata.deltaLink")
-            if isinstance(link, str):
-                client.resolve(link)  # refuses a link to another host before anything is used
-            yield [x for x in page["value"] if isinstance(x, dict)]
-            if isinstance(link, str):
-                self.delta_link = link
-        if self.delta_link is None:
-            raise MalformedResponseError(
-                f"delta query {client.resolve(self._path).path} ended without an @odata.deltaLink"
-            )

@@ -2,18 +2,21 @@
 
 Validation is pure: a malformed operation gets its own failed Result and never reaches the
 network; operations that depend on it fail too (they cannot run without it); the rest run.
+Each operation is checked on its own here, one named check per rule (a JSON body by
+jsonbody.py), then depends_on across the whole run by dependencies.py.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from shared.errors import UnsafeRequestError
+from shared.webapi.dependencies import check_dependencies, fail_dependants
+from shared.webapi.jsonbody import check_json_body
 from shared.webapi.retry import is_idempotent
 from shared.webapi.urls import BaseUrl
 
@@ -185,63 +188,24 @@ def _content_type(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _unencodable(value: Any, where: str, depth: int = 0) -> str | None:
-    """Where and why ``value`` cannot be sent as JSON (UTF-8, no NaN/Infinity), or None."""
-    if depth > 64:
-        return f"{where} is nested more than 64 levels deep"
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{where} contains a lone surrogate (not valid UTF-8)"
-        return None
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        # Python refuses to print integers of more than 4,300 digits (int_max_str_digits)
-        return None if value.bit_length() <= 14_000 else f"{where} is an integer too long for JSON"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{where} is {value!r} (not valid JSON)"
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"{where} has a non-string key {key!r}"
-            problem = _unencodable(key, f"{where} key {key[:40]!r}", depth + 1) or _unencodable(
-                item, f"{where}[{key[:40]!r}]", depth + 1
-            )
-            if problem:
-                return problem
-        return None
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            problem = _unencodable(item, f"{where}[{i}]", depth + 1)
-            if problem:
-                return problem
-        return None
-    return f"{where} is a {type(value).__name__}, which JSON cannot represent"
-
-
-def check_json_body(body: Any) -> None:
-    """UnsafeRequestError naming the place when ``body`` cannot be encoded as JSON.
-
-    The batch is one JSON document: a lone surrogate or NaN in one operation's body would
-    make the whole ``$batch`` fail to encode, failing every operation in it.
-    """
-    problem = _unencodable(body, "body")
-    if problem is not None:
-        raise UnsafeRequestError(problem)
-
-
-def _check_one(op: Operation, base: BaseUrl) -> tuple[str, str]:
-    """(method, relative url) or UnsafeRequestError naming the problem."""
+def _check_method(op: Operation) -> str:
+    """The upper-cased method, one of BATCH_METHODS."""
     if not isinstance(op.method, str) or op.method.upper() not in BATCH_METHODS:
         raise UnsafeRequestError(
             f"method {op.method!r} is not one of {', '.join(sorted(BATCH_METHODS))}"
         )
-    method = op.method.upper()
+    return op.method.upper()
+
+
+def _check_url(op: Operation, base: BaseUrl) -> str:
+    """The URL relative to the base (same-origin and below the base path)."""
     if not isinstance(op.url, str) or not op.url.strip():
         raise UnsafeRequestError("url is missing")
-    url = base.relative(op.url)
+    return base.relative(op.url)
+
+
+def _check_reference_from(op: Operation) -> None:
+    """``reference_from`` names a dependency, on a member add with ``{"@odata.id": URL}``."""
     if op.reference_from is not None and (
         op.reference_from not in op.depends_on
         or not isinstance(op.body, Mapping)
@@ -251,6 +215,10 @@ def _check_one(op: Operation, base: BaseUrl) -> tuple[str, str]:
             "reference_from must name one of depends_on, on a member add whose body is "
             '{"@odata.id": URL}'
         )
+
+
+def _check_headers(op: Operation) -> None:
+    """Strings only, no Authorization (the client adds the token), no control characters."""
     if not isinstance(op.headers, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in op.headers.items()
     ):
@@ -260,41 +228,104 @@ def _check_one(op: Operation, base: BaseUrl) -> tuple[str, str]:
             raise UnsafeRequestError("operations must not set the Authorization header")
         if any(ord(ch) < 0x20 for ch in key + value):
             raise UnsafeRequestError(f"header {key!r} contains control characters")
-    if op.body is not None:
-        if method not in _BODY_METHODS:
-            raise UnsafeRequestError(f"a body is not allowed with {method}")
-        if isinstance(op.body, bytes | bytearray):
-            if not _content_type(op.headers):
-                raise UnsafeRequestError("a bytes body needs a Content-Type header")
-        else:
-            check_json_body(op.body)
+
+
+def _check_body(op: Operation, method: str) -> None:
+    """A body only with POST/PUT/PATCH; bytes need a Content-Type, JSON must encode."""
+    if op.body is None:
+        return
+    if method not in _BODY_METHODS:
+        raise UnsafeRequestError(f"a body is not allowed with {method}")
+    if isinstance(op.body, bytes | bytearray):
+        if not _content_type(op.headers):
+            raise UnsafeRequestError("a bytes body needs a Content-Type header")
+    else:
+        check_json_body(op.body)
+
+
+def _check_depends_on(op: Operation) -> None:
+    """A tuple of ids, not naming the operation itself (unknown ids and cycles are checked
+    across the whole run by :func:`validate_operations`)."""
     if not isinstance(op.depends_on, tuple) or not all(isinstance(d, str) for d in op.depends_on):
         raise UnsafeRequestError("depends_on must be a tuple of operation ids")
     if op.id in op.depends_on:
         raise UnsafeRequestError("operation depends on itself")
-    if op.idempotency is not None:
-        if method != "POST":
-            raise UnsafeRequestError("idempotency (CreateIdentity) applies to POST creates only")
-        base.relative(op.idempotency.path)
-        if not op.idempotency.attribute:
-            raise UnsafeRequestError("CreateIdentity.attribute is missing")
+
+
+def _check_idempotency(op: Operation, method: str, base: BaseUrl) -> None:
+    """A CreateIdentity only on a POST, with a same-origin read-back path and an attribute."""
+    if op.idempotency is None:
+        return
+    if method != "POST":
+        raise UnsafeRequestError("idempotency (CreateIdentity) applies to POST creates only")
+    base.relative(op.idempotency.path)
+    if not op.idempotency.attribute:
+        raise UnsafeRequestError("CreateIdentity.attribute is missing")
+
+
+def _check_cost(op: Operation) -> None:
     if op.cost is not None and (op.cost.writes < 0 or op.cost.resource_units < 0):
         raise UnsafeRequestError("cost must not be negative")
+
+
+def _check_one(op: Operation, base: BaseUrl) -> tuple[str, str]:
+    """(method, relative url) or UnsafeRequestError naming the first problem, checked in
+    this order."""
+    method = _check_method(op)
+    url = _check_url(op, base)
+    _check_reference_from(op)
+    _check_headers(op)
+    _check_body(op, method)
+    _check_depends_on(op)
+    _check_idempotency(op, method, base)
+    _check_cost(op)
     return method, url
 
 
-def _in_cycle(node: str, graph: Mapping[str, Sequence[str]], allowed: set[str]) -> bool:
-    stack = [d for d in graph.get(node, ()) if d in allowed]
-    seen: set[str] = set()
-    while stack:
-        cur = stack.pop()
-        if cur == node:
-            return True
-        if cur in seen:
+_Checked = dict[str, tuple[int, str, str]]
+"""Operation id → (input index, method, relative url); method and url are empty for an
+operation that failed its own checks (its id stays reserved so dependants learn why)."""
+
+
+def _identity_problem(index: int, op: object, checked: _Checked) -> str | None:
+    """Why ``op`` has no usable identity (not an Operation, bad or duplicate id), or None."""
+    if not isinstance(op, Operation):
+        return f"operation #{index} is not an Operation"
+    if not isinstance(op.id, str) or not op.id:
+        return f"operation #{index}: id must be a non-empty string"
+    if op.id in checked:
+        return f"operation {op.id!r}: duplicate id (first at #{checked[op.id][0]})"
+    return None
+
+
+def _check_each(operations: Sequence[Operation], base: BaseUrl, errors: dict[int, str]) -> _Checked:
+    """Check every operation on its own; record failures in ``errors``."""
+    checked: _Checked = {}
+    for index, op in enumerate(operations):
+        problem = _identity_problem(index, op, checked)
+        if problem is not None:
+            errors[index] = problem
             continue
-        seen.add(cur)
-        stack.extend(d for d in graph.get(cur, ()) if d in allowed)
-    return False
+        try:
+            method, url = _check_one(op, base)
+        except UnsafeRequestError as exc:
+            errors[index] = f"operation {op.id!r}: {exc}"
+            checked[op.id] = (index, "", "")  # still reserve the id so dependants are told why
+            continue
+        checked[op.id] = (index, method, url)
+    return checked
+
+
+def _prepare(idx: int, op: Operation, method: str, url: str) -> Prepared:
+    return Prepared(
+        index=idx,
+        op=op,
+        method=method,
+        url=url,
+        cost=op.cost or estimate_cost(method, url),
+        resendable=is_idempotent(method, op.idempotent)
+        or (op.idempotent is None and is_reference_add(method, url)),
+    )
 
 
 def validate_operations(
@@ -308,72 +339,14 @@ def validate_operations(
     too, naming it.
     """
     errors: dict[int, str] = {}
-    checked: dict[str, tuple[int, str, str]] = {}
-    for index, op in enumerate(operations):
-        if not isinstance(op, Operation):
-            errors[index] = f"operation #{index} is not an Operation"
-            continue
-        if not isinstance(op.id, str) or not op.id:
-            errors[index] = f"operation #{index}: id must be a non-empty string"
-            continue
-        if op.id in checked:
-            errors[index] = f"operation {op.id!r}: duplicate id (first at #{checked[op.id][0]})"
-            continue
-        try:
-            method, url = _check_one(op, base)
-        except UnsafeRequestError as exc:
-            errors[index] = f"operation {op.id!r}: {exc}"
-            # still reserve the id so dependants are told why
-            checked[op.id] = (index, "", "")
-            continue
-        checked[op.id] = (index, method, url)
-
-    ids_ok = {i for i, (idx, _, _) in checked.items() if idx not in errors}
-    graph: dict[str, tuple[str, ...]] = {
-        op_id: operations[idx].depends_on for op_id, (idx, _, _) in checked.items()
-    }
-    for op_id in sorted(ids_ok, key=lambda i: checked[i][0]):
-        unknown = [d for d in graph[op_id] if d not in checked]
-        if unknown:
-            idx = checked[op_id][0]
-            errors[idx] = f"operation {op_id!r}: depends_on names unknown operation(s) " + (
-                ", ".join(repr(u) for u in unknown)
-            )
-    # cycles among the still-valid ones
-    valid = {i for i in ids_ok if checked[i][0] not in errors}
-    for op_id in sorted(valid, key=lambda i: checked[i][0]):
-        if _in_cycle(op_id, graph, valid):
-            errors[checked[op_id][0]] = f"operation {op_id!r}: depends_on forms a cycle"
-    # propagate: dependants of failed operations fail, naming the dependency
-    changed = True
-    while changed:
-        changed = False
-        for op_id in sorted(checked, key=lambda i: checked[i][0]):
-            idx = checked[op_id][0]
-            if idx in errors:
-                continue
-            bad = [d for d in graph[op_id] if checked[d][0] in errors]
-            if bad:
-                errors[idx] = (
-                    f"operation {op_id!r}: depends on {bad[0]!r}, which is invalid and was not sent"
-                )
-                changed = True
-
-    prepared: list[Prepared] = []
-    for idx, method, url in checked.values():
-        if idx in errors:
-            continue
-        op = operations[idx]
-        prepared.append(
-            Prepared(
-                index=idx,
-                op=op,
-                method=method,
-                url=url,
-                cost=op.cost or estimate_cost(method, url),
-                resendable=is_idempotent(method, op.idempotent)
-                or (op.idempotent is None and is_reference_add(method, url)),
-            )
-        )
+    checked = _check_each(operations, base, errors)
+    graph = {op_id: operations[idx].depends_on for op_id, (idx, _, _) in checked.items()}
+    check_dependencies(checked, graph, errors)
+    fail_dependants(checked, graph, errors)
+    prepared = [
+        _prepare(idx, operations[idx], method, url)
+        for idx, method, url in checked.values()
+        if idx not in errors
+    ]
     prepared.sort(key=lambda p: p.index)
     return prepared, errors

@@ -19,10 +19,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import InvalidMessageError, RetryableJobError
-from shared.jobs.base import JobContext, Plan, RunSummary
+from shared.jobs.base import Plan, RunSummary
 from shared.jobs.dispatch import handle_queue_message
 from shared.jobs.envelope import JobMessage
 from shared.jobs.provision import ProvisionJob
+from shared.jobs.services import job_context
 from tests.fuzz.conftest import Services
 from tests.fuzz.strategies import FAST, dumps_lenient, json_values, nested, text_values
 
@@ -87,7 +88,7 @@ def assert_sendable(plan: Plan) -> None:
 
 def plan_for(services: Services, payload: dict[str, Any]) -> Plan | None:
     message = JobMessage.new("provision", services.tenant, payload, correlation_id="fuzz-plan")
-    ctx = JobContext(services.instance, services.instance.store, message)
+    ctx = job_context(services.instance, message)
 
     async def go() -> Plan | None:
         try:

@@ -300,7 +300,7 @@ def test_the_project_app_loads(azurite: Azurite) -> None:
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     env = {**sample, "AzureWebJobsStorage": azurite.connection_string}
     importlib.reload(function_app)  # a fresh app object: get_functions() works once per app
-    host = FunctionsHost(env)  # function_app.app and the project's host.json
+    host = FunctionsHost(env, app=function_app.app, host_json=ROOT / "host.json")
     assert host.functions
     for spec in host.functions.values():
         assert spec.trigger.type in ("timerTrigger", "queueTrigger")

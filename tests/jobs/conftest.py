@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import function_app
 from sandbox.azurite import Azurite
 from sandbox.graph import GraphConfig
 from shared.host import FunctionsHost, load_host_options
@@ -76,7 +77,7 @@ def stack(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         options = dataclasses.replace(
             options, queues=dataclasses.replace(options.queues, visibility_timeout=0.0)
         )
-        env.host = FunctionsHost(settings, host_json=options)
+        env.host = FunctionsHost(settings, app=function_app.app, host_json=options)
         env.queue = queue
         env.app_settings = settings
         try:

@@ -13,7 +13,6 @@ import pytest
 
 from shared.errors import InvalidMessageError, RetryableJobError, SettingError
 from shared.instance import current_instance
-from shared.jobs.base import JobContext
 from shared.jobs.envelope import JobMessage
 from shared.jobs.provision import (
     EXPAND_LIMIT,
@@ -30,6 +29,7 @@ from shared.jobs.provision import (
     user_principal_name,
     validate_payload,
 )
+from shared.jobs.services import job_context
 from shared.webapi import Operation, Outcome, Result
 from tests.jobs.conftest import Stack
 
@@ -440,7 +440,7 @@ def test_expand_limit_is_graphs_documented_cap() -> None:
 async def plan_in_sandbox(stack: Stack, payload: dict[str, Any]) -> Any:
     instance = current_instance()
     message = JobMessage.new("provision", stack.seed.home_tenant_id, payload)
-    return await ProvisionJob().plan(JobContext(instance, instance.store, message))
+    return await ProvisionJob().plan(job_context(instance, message))
 
 
 async def test_a_refused_read_while_planning_is_retryable_and_writes_nothing(stack: Stack) -> None:

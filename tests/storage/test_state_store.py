@@ -1,4 +1,5 @@
-"""StateStore against a real Azurite: checkpoints, run records, the idempotency ledger."""
+"""StateStore against a real Azurite: checkpoints, run records, the idempotency ledger; and
+unit tests of its error translation and value splitting against a fake table service."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import pytest
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 
 from sandbox.azurite import Azurite
 from shared.storage import (
@@ -16,10 +24,15 @@ from shared.storage import (
     RunRecord,
     StateConflictError,
     StateStore,
+    StateStoreError,
     StateValueTooLargeError,
     desanitize_key,
     sanitize_key,
 )
+from shared.storage.entities import MAX_PROPERTY_UNITS, get_text, put_text
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableServiceClient
 
 TENANT = "contoso.onmicrosoft.com"
 
@@ -269,3 +282,97 @@ async def test_job_queue_sends_base64_as_the_host_reads(azurite: Azurite) -> Non
     assert len(raw.peek_messages(max_messages=10)) == 3
     raw.close()
     queue.close()
+
+
+# -- unit tests against a fake table service (no Azurite) -----------------------------------
+
+
+class _FailingTable:
+    """A table client whose writes and reads all raise ``error`` (as the SDK would)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.closed = False
+
+    def _raise(self, *args: object, **kwargs: object) -> NoReturn:
+        raise self.error
+
+    create_entity = update_entity = upsert_entity = get_entity = _raise
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _FakeService:
+    def __init__(self, table: _FailingTable) -> None:
+        self.table = table
+        self.created: list[str] = []
+        self.closed = False
+
+    def create_table_if_not_exists(self, name: str) -> _FailingTable:
+        self.created.append(name)
+        return self.table
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _fake_store(error: Exception) -> tuple[StateStore, _FakeService]:
+    service = _FakeService(_FailingTable(error))
+    return StateStore(cast("TableServiceClient", service), table_prefix="unit"), service
+
+
+@pytest.mark.parametrize(
+    ("error", "etag", "message"),
+    [
+        (ResourceExistsError("EntityAlreadyExists"), None, "already exists"),
+        (ResourceModifiedError("UpdateConditionNotSatisfied"), 'W/"1"', "changed since it"),
+        (ResourceNotFoundError("ResourceNotFound"), 'W/"1"', "was deleted since it"),
+    ],
+)
+async def test_a_lost_checkpoint_race_keeps_the_sdk_error_as_its_cause(
+    error: Exception, etag: str | None, message: str
+) -> None:
+    store, service = _fake_store(error)
+    with pytest.raises(StateConflictError, match=message) as info:
+        await store.put_checkpoint(Checkpoint(job="sweep", tenant=TENANT, etag=etag))
+    assert info.value.__cause__ is error  # the SDK's status and request id stay reachable
+    assert service.created == ["unitcheckpoints"]
+    store.close()
+    assert service.table.closed
+    assert service.closed
+
+
+async def test_sdk_failures_keep_the_sdk_error_as_their_cause_without_secrets() -> None:
+    secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+    error = HttpResponseError(
+        message=f"Server busy for https://acct.table.core.windows.net/t?sv=1&sig={secret}"
+        f" (AccountKey={secret})"
+    )
+    store, _ = _fake_store(error)
+    with pytest.raises(StateStoreError, match=r"Table storage failed: HttpResponseError") as info:
+        await store.record_run(
+            RunRecord(
+                job="sweep",
+                tenant=TENANT,
+                correlation_id="c1",
+                started_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+            )
+        )
+    assert secret not in str(info.value)
+    assert "sig=***" in str(info.value)
+    assert "AccountKey=***" in str(info.value)
+    assert info.value.__cause__ is error
+
+
+def test_long_text_is_split_within_the_property_limit_and_rejoined() -> None:
+    entity: dict[str, object] = {}
+    text = "a" + "😀" * 20_000  # 40,001 UTF-16 code units: more than one property holds
+    put_text(entity, "Cursor", text)
+    assert entity["CursorParts"] == 2
+    for name in ("Cursor", "Cursor1"):
+        assert len(str(entity[name]).encode("utf-16-le")) // 2 <= MAX_PROPERTY_UNITS
+    assert get_text(entity, "Cursor") == text
+    del entity["Cursor1"]
+    with pytest.raises(StateStoreError, match="part 1 of 2 missing"):
+        get_text(entity, "Cursor")

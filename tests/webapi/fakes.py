@@ -1,14 +1,15 @@
 """Test doubles for the web API tests: fake time, a fake token source and a fake "Graph".
 
-The fake Graph implements just enough of Microsoft Graph for the client and the batch
-engine, as strictly as Graph: users (create with ObjectConflict, read, filter by employeeId,
-patch, delete), groups (create), member references (``POST …/members/$ref``, ``PATCH
-/groups/{id}`` with ``members@odata.bind``, all-or-nothing, at most 20; ``DELETE
-…/members/{id}/$ref``), references that must name the API's own host and version, a
-replication delay (a new object is not readable or referenceable for a while), ``$batch``
-that refuses anything but a fully parallel batch as a whole (400) and runs items in random
-order, and scripted or random faults (per-item 429 with Retry-After, 5xx, whole-batch
-failures, malformed answers, timeouts after applying).
+The fake Graph implements just enough of Microsoft Graph for the client, the batch engine
+and the jobs' planners, as strictly as Graph: users (create with ObjectConflict, read by id
+or userPrincipalName, filter by employeeId, ``$expand=memberOf``, ``…/memberOf``, patch,
+delete, ``revokeSignInSessions``), groups (create), member references (``POST
+…/members/$ref``, ``PATCH /groups/{id}`` with ``members@odata.bind``, all-or-nothing, at
+most 20; ``DELETE …/members/{id}/$ref``), references that must name the API's own host
+and version, a replication delay (a new object is not readable or referenceable for a
+while), ``$batch`` that refuses anything but a fully parallel batch as a whole (400) and
+runs items in random order, and scripted or random faults (per-item 429 with Retry-After,
+5xx, whole-batch failures, malformed answers, timeouts after applying).
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def _error(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def _json() -> dict[str, str]:
+    """The headers of a JSON answer (a new dict each time: answers may be changed)."""
+    return {"Content-Type": "application/json"}
+
+
+# What one request gets: status, headers and the decoded JSON body (None: no body).
+Answer = tuple[int, dict[str, str], Any]
+
+
 @dataclass
 class FakeGraph:
     """An in-memory Graph. ``handler`` is an httpx.MockTransport handler."""
@@ -132,6 +142,7 @@ class FakeGraph:
     member_adds: Counter[tuple[str, str]] = field(default_factory=Counter)
     binds: list[tuple[str, int]] = field(default_factory=list)  # (group, references) applied
     refused_batches: int = 0
+    revocations: Counter[str] = field(default_factory=Counter)  # user id -> revokes applied
 
     # -- single items -------------------------------------------------------------------
 
@@ -167,91 +178,172 @@ class FakeGraph:
         )
         return fault.status, headers, body
 
-    def _apply(self, method: str, url: str, body: Any) -> tuple[int, dict[str, str], Any]:
+    def _apply(self, method: str, url: str, body: Any) -> Answer:
+        """Apply one request to the directory (no faults): route it to its handler."""
         self.applied.append((method, url))
         parts = urlsplit(url)
         segments = [s for s in parts.path.split("/") if s]
-        json_headers = {"Content-Type": "application/json"}
+        query = parse_qs(parts.query)
         if segments[:1] == ["fail"]:
-            return 400, json_headers, _error("Request_BadRequest", f"{url} always fails")
-        if segments == ["users"] and method == "POST":
-            if not isinstance(body, dict):
-                return 400, json_headers, _error("Request_BadRequest", "body must be an object")
-            for user in self.users.values():
-                for key in ("userPrincipalName", "employeeId"):
-                    if key in body and user.get(key) == body[key]:
-                        return (
-                            400,
-                            json_headers,
-                            _error(
-                                "Request_BadRequest",
-                                f"Another object with the same value for property {key} "
-                                "already exists.",
-                                details=[{"code": "ObjectConflict", "target": key}],
-                            ),
-                        )
-            self.creates += 1
-            new = {"id": f"id-{self.creates}", **body}
-            self.users[new["id"]] = new
-            self.created_at[new["id"]] = self.time.now
-            return 201, json_headers, new
-        if segments == ["users"] and method == "GET":
-            query = parse_qs(parts.query)
-            found = [u for u in self.users.values() if self._visible(str(u["id"]))]
-            for flt in query.get("$filter", []):
-                key, _, value = flt.partition(" eq ")
-                found = [u for u in found if str(u.get(key)) == value.strip("'")]
-            return 200, json_headers, {"value": found}
-        if len(segments) == 2 and segments[0] == "users":
-            uid = segments[1]
+            return 400, _json(), _error("Request_BadRequest", f"{url} always fails")
+        if segments[:1] == ["users"]:
+            answer = self._users(method, segments[1:], query, body)
+        elif segments[:1] == ["groups"]:
+            answer = self._groups(method, segments[1:], body)
+        else:
+            answer = None
+        if answer is None:
+            return 404, _json(), _error("Request_ResourceNotFound", f"nothing at {url}")
+        return answer
+
+    # -- users ------------------------------------------------------------------------------
+
+    def _users(
+        self, method: str, rest: list[str], query: dict[str, list[str]], body: Any
+    ) -> Answer | None:
+        """``/users``, ``/users/{id or UPN}`` and ``/users/{id}/memberOf``."""
+        if not rest:
+            if method == "POST":
+                return self._create_user(body)
             if method == "GET":
-                if uid not in self.users or not self._visible(uid):
-                    return 404, json_headers, _error("Request_ResourceNotFound", f"no user {uid}")
-                return 200, json_headers, self.users[uid]
-            if method == "PATCH":
-                self.users.setdefault(uid, {"id": uid}).update(body or {})
-                return 204, {}, None
-            if method == "DELETE":
-                if self.users.pop(uid, None) is None:
-                    return 404, json_headers, _error("Request_ResourceNotFound", f"no user {uid}")
-                return 204, {}, None
-        if segments == ["groups"] and method == "POST":
-            self.creates += 1
-            gid = f"grp-{self.creates}"
-            self.groups[gid] = {"id": gid, **(body or {})}
-            self.created_at[gid] = self.time.now
-            self.members.setdefault(gid, set())
-            return 201, json_headers, self.groups[gid]
-        if len(segments) == 2 and segments[0] == "groups" and method == "PATCH":
-            return self._bind(segments[1], body)
-        if len(segments) == 4 and segments[0] == "groups" and segments[2:] == ["members", "$ref"]:
-            if not self._visible(segments[1]):
-                return 404, json_headers, _error("Request_ResourceNotFound", _NOT_FOUND)
-            refs = [(body or {}).get("@odata.id")]
-            problem = self._check_refs(refs)
-            if problem is not None:
-                return problem
-            key = self._key(str(refs[0]))
-            group = self.members.setdefault(segments[1], set())
-            if key in group:
-                return 400, json_headers, _error("Request_BadRequest", _ALREADY)
-            group.add(key)
-            self.member_adds[(segments[1], key)] += 1
-            return 204, {}, None
-        if (
-            len(segments) == 5
-            and segments[0] == "groups"
-            and segments[2] == "members"
-            and segments[4] == "$ref"
-            and method == "DELETE"
-        ):
-            group = self.members.setdefault(segments[1], set())
-            gone = {k for k in group if k.rsplit("/", 1)[-1] == segments[3]}
-            if not gone:
-                return 404, json_headers, _error("Request_ResourceNotFound", _NOT_FOUND)
-            group -= gone
-            return 204, {}, None
-        return 404, json_headers, _error("Request_ResourceNotFound", f"nothing at {url}")
+                return self._list_users(query)
+            return None
+        if len(rest) == 1:
+            handlers = {
+                "GET": lambda: self._get_user(rest[0], query),
+                "PATCH": lambda: self._patch_user(rest[0], body),
+                "DELETE": lambda: self._delete_user(rest[0]),
+            }
+            handler = handlers.get(method)
+            return handler() if handler is not None else None
+        if rest[1:] == ["memberOf"] and method == "GET":
+            return self._member_of_page(rest[0])
+        if rest[1:] == ["revokeSignInSessions"] and method == "POST":
+            return self._revoke_sessions(rest[0])
+        return None
+
+    def _create_user(self, body: Any) -> Answer:
+        if not isinstance(body, dict):
+            return 400, _json(), _error("Request_BadRequest", "body must be an object")
+        for user in self.users.values():
+            for key in ("userPrincipalName", "employeeId"):
+                if key in body and user.get(key) == body[key]:
+                    return (
+                        400,
+                        _json(),
+                        _error(
+                            "Request_BadRequest",
+                            f"Another object with the same value for property {key} "
+                            "already exists.",
+                            details=[{"code": "ObjectConflict", "target": key}],
+                        ),
+                    )
+        self.creates += 1
+        new = {"id": f"id-{self.creates}", **body}
+        self.users[new["id"]] = new
+        self.created_at[new["id"]] = self.time.now
+        return 201, _json(), new
+
+    def _list_users(self, query: dict[str, list[str]]) -> Answer:
+        """``$filter=<attribute> eq '<value>'`` (exact match); ``$expand=memberOf``."""
+        found = [u for u in self.users.values() if self._visible(str(u["id"]))]
+        for flt in query.get("$filter", []):
+            key, _, value = flt.partition(" eq ")
+            found = [u for u in found if str(u.get(key)) == value.strip("'")]
+        return 200, _json(), {"value": [self._expanded(u, query) for u in found]}
+
+    def _get_user(self, key: str, query: dict[str, list[str]]) -> Answer:
+        """By object id, or by userPrincipalName (case-insensitive), as Graph reads a user."""
+        uid = key if key in self.users else self._by_upn(key)
+        if uid is None or not self._visible(uid):
+            return 404, _json(), _error("Request_ResourceNotFound", f"no user {key}")
+        return 200, _json(), self._expanded(self.users[uid], query)
+
+    def _patch_user(self, uid: str, body: Any) -> Answer:
+        self.users.setdefault(uid, {"id": uid}).update(body or {})
+        return 204, {}, None
+
+    def _delete_user(self, uid: str) -> Answer:
+        if self.users.pop(uid, None) is None:
+            return 404, _json(), _error("Request_ResourceNotFound", f"no user {uid}")
+        return 204, {}, None
+
+    def _by_upn(self, upn: str) -> str | None:
+        for uid, user in self.users.items():
+            if str(user.get("userPrincipalName", "")).lower() == upn.lower():
+                return uid
+        return None
+
+    def _groups_of(self, uid: str) -> list[dict[str, str]]:
+        """The groups ``uid`` is a direct member of, as ``memberOf`` lists them."""
+        return [
+            {"id": gid}
+            for gid, keys in self.members.items()
+            if any(k.rstrip("/").rsplit("/", 1)[-1] == uid for k in keys)
+        ]
+
+    def _expanded(self, user: dict[str, Any], query: dict[str, list[str]]) -> dict[str, Any]:
+        """The user as stored; with ``memberOf`` when ``$expand`` asks for it."""
+        if not any(e.startswith("memberOf") for e in query.get("$expand", [])):
+            return user
+        return {**user, "memberOf": self._groups_of(str(user["id"]))}
+
+    def _member_of_page(self, uid: str) -> Answer:
+        if uid not in self.users or not self._visible(uid):
+            return 404, _json(), _error("Request_ResourceNotFound", f"no user {uid}")
+        return 200, _json(), {"value": self._groups_of(uid)}
+
+    def _revoke_sessions(self, uid: str) -> Answer:
+        """``POST /users/{id}/revokeSignInSessions``: 200 ``{"value": true}``, counted."""
+        if uid not in self.users or not self._visible(uid):
+            return 404, _json(), _error("Request_ResourceNotFound", f"no user {uid}")
+        self.revocations[uid] += 1
+        return 200, _json(), {"value": True}
+
+    # -- groups and member references -------------------------------------------------------
+
+    def _groups(self, method: str, rest: list[str], body: Any) -> Answer | None:
+        """``/groups``, ``/groups/{id}`` (bind), ``…/members/$ref``, ``…/members/{id}/$ref``."""
+        if not rest and method == "POST":
+            return self._create_group(body)
+        if len(rest) == 1 and method == "PATCH":
+            return self._bind(rest[0], body)
+        if len(rest) == 3 and rest[1:] == ["members", "$ref"]:
+            return self._add_member(rest[0], body)
+        if len(rest) == 4 and rest[1] == "members" and rest[3] == "$ref" and method == "DELETE":
+            return self._remove_member(rest[0], rest[2])
+        return None
+
+    def _create_group(self, body: Any) -> Answer:
+        self.creates += 1
+        gid = f"grp-{self.creates}"
+        self.groups[gid] = {"id": gid, **(body or {})}
+        self.created_at[gid] = self.time.now
+        self.members.setdefault(gid, set())
+        return 201, _json(), self.groups[gid]
+
+    def _add_member(self, gid: str, body: Any) -> Answer:
+        if not self._visible(gid):
+            return 404, _json(), _error("Request_ResourceNotFound", _NOT_FOUND)
+        refs = [(body or {}).get("@odata.id")]
+        problem = self._check_refs(refs)
+        if problem is not None:
+            return problem
+        key = self._key(str(refs[0]))
+        group = self.members.setdefault(gid, set())
+        if key in group:
+            return 400, _json(), _error("Request_BadRequest", _ALREADY)
+        group.add(key)
+        self.member_adds[(gid, key)] += 1
+        return 204, {}, None
+
+    def _remove_member(self, gid: str, uid: str) -> Answer:
+        group = self.members.setdefault(gid, set())
+        gone = {k for k in group if k.rsplit("/", 1)[-1] == uid}
+        if not gone:
+            return 404, _json(), _error("Request_ResourceNotFound", _NOT_FOUND)
+        group -= gone
+        return 204, {}, None
 
     def _visible(self, object_id: str) -> bool:
         """False while a new object is still replicating."""
@@ -326,28 +418,57 @@ class FakeGraph:
         return httpx.Response(status, headers=headers, json=out)
 
     def _batch(self, request: httpx.Request) -> httpx.Response:
+        """``POST /$batch``: refuse a malformed batch as a whole, else run its items —
+        with the next scripted or random whole-batch fault, before or after applying."""
         payload = json.loads(request.content)
         items: list[dict[str, Any]] = payload["requests"]
         self.batches.append(items)
+        fault = self._next_batch_fault()
+        refused = self._refuse_batch(items)
+        if refused is not None:
+            self.refused_batches += 1
+            return refused
+        early = self._fault_before_applying(fault, request)
+        if early is not None:
+            return early
+        responses = self._run_items(items)
+        self.rng.shuffle(responses)
+        late = self._fault_after_applying(fault, request, responses)
+        if late is not None:
+            return late
+        urls = {i["id"]: i["url"] for i in items}
+        for entry in responses:
+            if entry["id"] in urls:
+                self._saw(urls[entry["id"]], entry["status"], entry["headers"])
+        return httpx.Response(200, json={"responses": responses})
+
+    def _next_batch_fault(self) -> str | None:
         fault = self.batch_faults.pop(0) if self.batch_faults else None
         if fault is None and self.random_batch_fault is not None:
             fault = self.random_batch_fault()
+        return fault
+
+    @staticmethod
+    def _refuse_batch(items: list[dict[str, Any]]) -> httpx.Response | None:
+        """Graph's 400 for a batch it will not run at all, or None."""
         ids = [i["id"] for i in items]
         if len(items) > 20 or len(set(ids)) != len(ids):
-            self.refused_batches += 1
             return httpx.Response(400, json=_error("BadRequest", "invalid batch"))
         # Graph refuses a batch that is not fully parallel (or fully sequential) as a whole;
         # stricter here: the engine never sends dependsOn, so any dependsOn is refused.
         if any("dependsOn" in i or "depends_on" in i for i in items):
-            self.refused_batches += 1
             return httpx.Response(400, json=_error("BadRequest", _MIXED))
         for i in items:
             has_type = any(k.lower() == "content-type" for k in i.get("headers", {}))
             if i.get("body") is not None and not has_type:
-                self.refused_batches += 1
                 return httpx.Response(
                     400, json=_error("BadRequest", "Content-Type header is missing")
                 )
+        return None
+
+    @staticmethod
+    def _fault_before_applying(fault: str | None, request: httpx.Request) -> httpx.Response | None:
+        """Whole-batch faults that leave every item unapplied."""
         if fault == "429":
             return httpx.Response(
                 429, headers={"Retry-After": "2"}, json=_error("TooManyRequests", "slow down")
@@ -358,22 +479,24 @@ class FakeGraph:
             return httpx.Response(400, json=_error("BadRequest", "batch rejected"))
         if fault == "connect":
             raise httpx.ConnectError("connection refused", request=request)
-        responses = self._run_items(items)
-        self.rng.shuffle(responses)
+        return None
+
+    @staticmethod
+    def _fault_after_applying(
+        fault: str | None, request: httpx.Request, responses: list[dict[str, Any]]
+    ) -> httpx.Response | None:
+        """Faults after the items were applied: the answer is lost, malformed or changed
+        (``missing`` and ``unknown_id`` change ``responses`` in place and return None)."""
         if fault == "503_applied":
             return httpx.Response(502, json=_error("BadGateway", "upstream died"))
         if fault == "timeout":
             raise httpx.ReadTimeout("read timed out", request=request)
         if fault == "not_json":
             return httpx.Response(200, headers={"Content-Type": "text/html"}, text="<html>oops")
-        if fault == "wrong_ctype":
-            return httpx.Response(
-                200,
-                headers={"Content-Type": "text/plain"},
-                content=json.dumps({"responses": responses}).encode(),
-            )
-        if fault == "truncated":
+        if fault in ("wrong_ctype", "truncated"):
             raw = json.dumps({"responses": responses}).encode()
+            if fault == "wrong_ctype":
+                return httpx.Response(200, headers={"Content-Type": "text/plain"}, content=raw)
             return httpx.Response(
                 200, headers={"Content-Type": "application/json"}, content=raw[: len(raw) // 2]
             )
@@ -383,11 +506,7 @@ class FakeGraph:
             responses[0] = {**responses[0], "id": "999"}
         if fault == "no_responses":
             return httpx.Response(200, json={"value": []})
-        urls = {i["id"]: i["url"] for i in items}
-        for entry in responses:
-            if entry["id"] in urls:
-                self._saw(urls[entry["id"]], entry["status"], entry["headers"])
-        return httpx.Response(200, json={"responses": responses})
+        return None
 
     def _saw(self, url: str, status: int, headers: dict[str, str]) -> None:
         """Record a 429 that reaches the client (answers lost to faults do not count)."""

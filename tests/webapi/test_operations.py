@@ -142,3 +142,79 @@ def test_a_text_or_bytes_body_is_not_checked_as_json() -> None:
     prepared, errors = validate_operations(ops, BaseUrl("https://graph.microsoft.com/v1.0"))
     assert errors == {}
     assert len(prepared) == 2
+
+
+def test_the_first_problem_in_check_order_is_reported() -> None:
+    # method before url, url before headers, headers before body, body before depends_on
+    ops = [
+        Operation("m", "FETCH", "", headers={"Authorization": "x"}),
+        Operation("u", "GET", "", headers={"Authorization": "x"}),
+        Operation("h", "GET", "/u", body={"a": 1}, headers={"Authorization": "x"}),
+        Operation("b", "GET", "/u", body={"a": 1}, depends_on=("b",)),
+    ]
+    _, errors = validate_operations(ops, BASE)
+    assert "method 'FETCH'" in errors[0]
+    assert "url is missing" in errors[1]
+    assert "Authorization" in errors[2]
+    assert "not allowed with GET" in errors[3]
+
+
+@pytest.mark.parametrize(
+    ("op", "message"),
+    [
+        (
+            Operation(
+                "r", "POST", "/groups/g/members/$ref", {"@odata.id": "u"}, reference_from="c"
+            ),
+            "reference_from must name one of depends_on",
+        ),
+        (
+            Operation(
+                "r",
+                "POST",
+                "/groups/g/members/$ref",
+                {"x": 1},
+                depends_on=("c",),
+                reference_from="c",
+            ),
+            "reference_from must name one of depends_on",
+        ),
+        (Operation("n", "GET", "/u", cost=Cost(writes=-1)), "cost must not be negative"),
+        (
+            Operation("i", "POST", "/users", {}, idempotency=CreateIdentity("/users", "", "v")),
+            "CreateIdentity.attribute is missing",
+        ),
+        (Operation("h", "GET", "/u", headers={"X": "a\tb"}), "header 'X' contains control"),
+        (Operation("d", "GET", "/u", depends_on=["c"]), "depends_on must be a tuple"),  # type: ignore[arg-type]
+    ],
+)
+def test_named_checks(op: Operation, message: str) -> None:
+    ops = [Operation("c", "POST", "/users", {}), op]
+    prepared, errors = validate_operations(ops, BASE)
+    assert [p.id for p in prepared] == ["c"]
+    assert message in errors[1]
+
+
+def test_not_an_operation_and_transitive_dependants() -> None:
+    ops: list[Any] = [
+        "nope",
+        Operation("a", "GET", "/a", depends_on=("zz",)),
+        Operation("b", "GET", "/b", depends_on=("a",)),
+        Operation("c", "GET", "/c", depends_on=("b",)),
+    ]
+    prepared, errors = validate_operations(ops, BASE)
+    assert prepared == []
+    assert errors[0] == "operation #0 is not an Operation"
+    assert "unknown operation(s) 'zz'" in errors[1]
+    assert "depends on 'a'" in errors[2]
+    assert "depends on 'b'" in errors[3]
+
+
+def test_reference_add_is_resendable_other_posts_are_not() -> None:
+    ops = [
+        Operation("c", "POST", "/users", {}),
+        Operation("r", "POST", "/groups/g/members/$ref", {"@odata.id": "u"}),
+        Operation("n", "POST", "/groups/g/members/$ref", {"@odata.id": "u"}, idempotent=False),
+    ]
+    prepared, _ = validate_operations(ops, BASE)
+    assert [(p.id, p.resendable) for p in prepared] == [("c", False), ("r", True), ("n", False)]

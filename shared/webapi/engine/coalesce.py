@@ -23,6 +23,9 @@ Rules:
   engine's replication bound; only then does it fall back to one by one.
 - A refused PATCH does not count as an attempt of its operations; a 429 or 5xx retries them
   (coalesced again with whatever is ready then): a member add is safe to resend.
+
+Where it sits: :func:`member_add` marks each operation when the run starts (``run.py``);
+the scheduler (``scheduler.py``) builds the binds; ``bind.py`` settles their answers.
 """
 
 from __future__ import annotations

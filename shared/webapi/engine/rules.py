@@ -24,6 +24,7 @@ from shared.webapi.retry import RetryPolicy, parse_retry_after
 __all__ = [
     "TRANSIENT_5XX",
     "does_not_exist",
+    "http_error",
     "is_conflict",
     "limit_percentage",
     "references_exist",
@@ -32,6 +33,12 @@ __all__ = [
 ]
 
 TRANSIENT_5XX = frozenset({500, 502, 503, 504})
+
+
+def http_error(status: int, body: Any) -> str:
+    """An API error as the engine reports it: ``HTTP 400 Code: message``."""
+    code = error_code(body)
+    return f"HTTP {status}" + (f" {code}" if code else "") + f": {error_message(body)}"
 
 
 def is_conflict(status: int, body: Any) -> bool:

@@ -1,6 +1,6 @@
-"""The batch engine and its run loop.
+"""The batch engine and its run loop: where a run starts, waits and ends.
 
-Flow of one run:
+Flow of one run (this module does 1, 2 and the loop; the others are named):
 
 1. Validate (pure, ``operations.py``): a malformed operation — including a body that cannot
    be encoded as JSON — fails alone and never reaches the network; its dependants fail too.
@@ -10,8 +10,11 @@ Flow of one run:
    batches of 20. Member adds to one group ready together are coalesced (``coalesce.py``).
 3. Batches go out concurrently (``concurrency`` in flight), each admitted by the tenant's
    :class:`TenantPacer` for its write and resource-unit cost; with ``use_batch=False`` each
-   item is one request of its own (same rules).
-4. Answers are settled by ``settle.py``; create conflicts read back (``readback.py``).
+   item is one request of its own (same rules). Pacing, counting and sending: ``send.py``.
+4. A batch's answer is read item by item by ``batch_answer.py``; each item's answer is
+   settled by ``settle.py`` (the rules: ``verdicts.py``); create conflicts read back
+   (``readback.py``), coalesced binds fall back one by one (``bind.py``), replication
+   delay is retried (``replication.py``).
 5. Whole-batch failures (non-200 envelope, transport error, malformed answer) re-queue the
    affected operations; a POST whose outcome is unknown is only resent when it is safe
    (a CreateIdentity, or a member add), otherwise it is reported with ``outcome_unknown``.
@@ -25,30 +28,24 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
 
-from shared import telemetry
-from shared.errors import ApiTransportError, CredentialError, DaemonError
 from shared.webapi.client import ApiClient
-from shared.webapi.engine.batches import MAX_BATCH_SIZE, batch_item, batch_payload, parse_batch
+from shared.webapi.engine.batches import MAX_BATCH_SIZE
 from shared.webapi.engine.coalesce import member_add
 from shared.webapi.engine.report import EngineReport, EngineStats, Progress, ProgressCallback
-from shared.webapi.engine.rules import limit_percentage, reports_usage, throttle_wait
 from shared.webapi.engine.scheduler import ReadyQueue, fill
+from shared.webapi.engine.send import Sender
 from shared.webapi.engine.settle import Settler
-from shared.webapi.engine.state import Item, Kind, Op
-from shared.webapi.operations import Cost, Operation, Outcome, Result, validate_operations
+from shared.webapi.engine.state import Item, Op
+from shared.webapi.operations import Operation, Outcome, Result, validate_operations
 from shared.webapi.pacing import PacingConfig, TenantPacer
-from shared.webapi.response import ApiResponse
-from shared.webapi.retry import RetryPolicy, parse_retry_after
+from shared.webapi.retry import RetryPolicy
 from shared.webapi.timing import Clock, Sleep, monotonic, real_sleep
 
 __all__ = ["DEFAULT_REPLICATION_SECONDS", "BatchEngine"]
 
 logger = logging.getLogger("shared.webapi.engine")
-
-_NO_RETRY = RetryPolicy.never()
 
 DEFAULT_REPLICATION_SECONDS = 60.0
 """How long a "does not exist" answer about an object created in the same run is retried.
@@ -143,6 +140,14 @@ class _Run:
             start=self.start,
             replication_seconds=engine.replication_seconds,
             remaining=0,
+        )
+        self.sender = Sender(
+            client=self.client,
+            pacer=self.pacer,
+            policy=self.policy,
+            rng=engine.rng,
+            stats=self.stats,
+            settler=self.s,
         )
 
     # -- set-up -----------------------------------------------------------------------
@@ -298,42 +303,7 @@ class _Run:
 
     # -- sending ------------------------------------------------------------------------
 
-    def _count_sends(self, items: Sequence[Item]) -> None:
-        for item in items:
-            if item.coalesced:
-                self.stats.member_binds += 1
-                self.stats.members_coalesced += len(item.ops)
-            for o in item.ops:
-                if item.kind is Kind.READBACK:
-                    o.readback_sends += 1
-                    self.stats.readbacks += 1
-                    continue
-                o.attempts += 1
-                if o.attempts > 1:
-                    self.stats.retries += 1
-                self.stats.items_sent += 1
-
-    def _throttle(self, wait: float, sent_at: float) -> None:
-        self.stats.tenant_pauses += 1
-        self.stats.max_retry_after = max(self.stats.max_retry_after, wait)
-        self.pacer.throttled(wait if self.policy.wait else 0.0, sent_at=sent_at)
-
-    def _not_sent(self, items: Sequence[Item], exc: DaemonError) -> None:
-        """Nothing was sent. No token (Entra ID or Key Vault refused or unreachable) may work
-        later: the operations give up (retryable: the job is redelivered); anything else
-        (a refused URL, a tenant not allowed) never will: they fail."""
-        outcome = Outcome.GAVE_UP if isinstance(exc, CredentialError) else Outcome.FAILED
-        for item in items:
-            for o in item.ops:
-                if o.final is None:
-                    self.s.finalize(o, outcome, error=f"not sent: {exc}", code=type(exc).__name__)
-
-    def _lose_all(self, items: Sequence[Item], reason: str, *, unknown: bool) -> None:
-        for item in items:
-            for o in item.ops:
-                self.s.lost(o, reason, unknown=unknown, retry_after=None)
-
-    async def _guarded(self, items: Sequence[Item], send: Any) -> None:
+    async def _guarded(self, items: Sequence[Item], send: Awaitable[None]) -> None:
         try:
             await send
         except asyncio.CancelledError:
@@ -347,175 +317,7 @@ class _Run:
             self.in_flight_items -= sum(len(i.ops) for i in items)
 
     async def _send_batch(self, items: list[Item]) -> None:
-        await self._guarded(items, self._batch(items))
+        await self._guarded(items, self.sender.batch(items))
 
     async def _send_direct(self, item: Item) -> None:
-        await self._guarded([item], self._direct(item))
-
-    async def _batch(self, items: list[Item]) -> None:
-        cost = Cost(
-            writes=sum(i.cost.writes for i in items),
-            resource_units=sum(i.cost.resource_units for i in items),
-        )
-        sent_at = await self.pacer.acquire(cost)
-        ids = [str(n + 1) for n in range(len(items))]
-        requests = []
-        for item_id, item in zip(ids, items, strict=True):
-            method, url, body, headers = item.request()
-            requests.append(batch_item(item_id, method, url, body=body, headers=headers))
-        payload = batch_payload(requests)
-        self._count_sends(items)
-        self.stats.batches_sent += 1
-        try:
-            with telemetry.span("daemon.batch", items=len(requests)) as span:
-                answer = await self.client.request(
-                    "POST", "/$batch", json=payload, idempotent=False, retry=_NO_RETRY
-                )
-                if span is not None:
-                    span.set_attribute("status", answer.status)
-        except ApiTransportError as exc:
-            self.stats.transport_errors += 1
-            self.stats.whole_batch_failures += 1
-            logger.warning("batch of %d not answered: %s", len(items), exc)
-            self._lose_all(items, str(exc), unknown=exc.outcome_unknown)
-            return
-        except DaemonError as exc:
-            self._not_sent(items, exc)
-            return
-        self._batch_answered(items, ids, answer, sent_at)
-
-    def _batch_answered(
-        self, items: list[Item], ids: list[str], answer: ApiResponse, sent_at: float
-    ) -> None:
-        status = answer.status
-        rid = answer.request_id
-        ops = [o for item in items for o in item.ops]
-        if status == 429:
-            wait = throttle_wait(answer.headers, 1, self.policy, self.e.rng)
-            self.stats.items_throttled += len(ops)
-            self._throttle(wait, sent_at)
-            for o in ops:  # the batch as a whole was refused: nothing in it was applied
-                self.s.retry(o, status=429, error="batch throttled (HTTP 429)", delay=wait)
-            return
-        if status != 200:
-            self.stats.whole_batch_failures += 1
-            reason = (
-                f"batch answered HTTP {status}"
-                + (f" {answer.error_code}" if answer.error_code else "")
-                + f": {answer.error_message} (client-request-id {rid})"
-            )
-            logger.warning("%s", reason)
-            self.pacer.answered(sent_at=sent_at)
-            if status >= 500:
-                retry_after = parse_retry_after(answer.headers)
-                for o in ops:
-                    self.s.lost(o, reason, unknown=True, retry_after=retry_after)
-            elif status in (401, 403) or all(o.isolate for o in ops):
-                for o in ops:
-                    if o.final is None:
-                        self.s.finalize(
-                            o, Outcome.FAILED, status=status, error=reason, code=answer.error_code
-                        )
-            else:
-                for o in ops:  # resend each request alone to find the one refused
-                    o.isolate = True
-                    self.s.retry(o, status=status, error=reason, delay=0.0)
-            return
-        parsed = parse_batch(answer, ids)
-        if isinstance(parsed, str):
-            self.stats.malformed_responses += 1
-            self.stats.whole_batch_failures += 1
-            reason = f"malformed batch response: {parsed} (client-request-id {rid})"
-            logger.error("%s", reason)
-            self._lose_all(items, reason, unknown=True)
-            return
-        out, problems = parsed
-        if problems:
-            self.stats.malformed_responses += 1
-            logger.error(
-                "batch response (client-request-id %s) is partly malformed: %s",
-                rid,
-                "; ".join(problems[:5]),
-            )
-        percentage = limit_percentage(answer.headers)
-        usage = reports_usage(answer.headers)
-        throttle: float | None = None
-        throttled: list[tuple[Item, Any]] = []
-        missing: list[Item] = []
-        for item_id, item in zip(ids, items, strict=True):
-            entry = out.get(item_id)
-            if entry is None:
-                missing.append(item)
-                continue
-            item_status, headers, body = entry
-            p = limit_percentage(headers)
-            if p is not None:
-                percentage = p if percentage is None else max(percentage, p)
-            usage = usage or reports_usage(headers)
-            if item_status == 429:
-                self.stats.items_throttled += len(item.ops)
-                attempt = max(o.attempts for o in item.ops)
-                wait = throttle_wait(headers, attempt, self.policy, self.e.rng)
-                throttle = wait if throttle is None else max(throttle, wait)
-                throttled.append((item, body))
-            else:
-                self.s.settle(item, item_status, headers, body)
-        if missing:
-            self._lose_all(
-                missing, f"no response for it in the batch (client-request-id {rid})", unknown=True
-            )
-        if throttle is not None:
-            # throttled together, retried together: none before the largest Retry-After
-            for item, body in throttled:
-                self.s.throttled(item, throttle, body)
-            self._throttle(throttle, sent_at)
-        else:
-            self.pacer.answered(limit_percentage=percentage, sent_at=sent_at, reports_usage=usage)
-
-    async def _direct(self, item: Item) -> None:
-        sent_at = await self.pacer.acquire(item.cost)
-        method, url, body, headers = item.request()
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        json_body: Any = None
-        content: bytes | None = None
-        if isinstance(body, bytes | bytearray):
-            content = bytes(body)
-        elif body is not None and content_type and "json" not in content_type.lower():
-            content = body.encode("utf-8") if isinstance(body, str) else bytes(str(body), "utf-8")
-        else:
-            json_body = body
-        self._count_sends([item])
-        self.stats.requests_sent += 1
-        try:
-            with telemetry.span("daemon.batch", items=1, method=method) as span:
-                answer = await self.client.request(
-                    method,
-                    url,
-                    json=json_body,
-                    content=content,
-                    headers=headers,
-                    idempotent=item.resendable,
-                    retry=_NO_RETRY,
-                )
-                if span is not None:
-                    span.set_attribute("status", answer.status)
-        except ApiTransportError as exc:
-            self.stats.transport_errors += 1
-            self._lose_all([item], str(exc), unknown=exc.outcome_unknown)
-            return
-        except DaemonError as exc:
-            self._not_sent([item], exc)
-            return
-        if answer.status == 429:
-            self.stats.items_throttled += len(item.ops)
-            attempt = max(o.attempts for o in item.ops)
-            wait = throttle_wait(answer.headers, attempt, self.policy, self.e.rng)
-            self._throttle(wait, sent_at)
-            self.s.throttled(item, wait, answer.body)
-            return
-        self.pacer.answered(
-            limit_percentage=limit_percentage(answer.headers),
-            sent_at=sent_at,
-            reports_usage=reports_usage(answer.headers),
-        )
-        self.s.settle(item, answer.status, answer.headers, answer.body)
+        await self._guarded([item], self.sender.direct(item))
