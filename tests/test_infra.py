@@ -30,6 +30,17 @@ def test_bicep_wires_exactly_the_settings_the_code_reads() -> None:
     assert set(wired) == set(SETTINGS)
 
 
+def test_bicep_literal_settings_parse() -> None:
+    """A value the Bicep writes literally ('...') is one the setting's parser accepts."""
+    match = re.search(r"^var daemonSettings = \{\n(.*?)^\}", RESOURCES, re.M | re.S)
+    assert match
+    literals = dict(re.findall(r"^  (\w+): '([^']*)'$", match.group(1), re.M))
+    assert literals, "no literal values found"
+    for name, value in literals.items():
+        setting = SETTINGS[name]
+        assert setting.parse(name, value) is not None, name
+
+
 def test_storage_connection_is_identity_based_and_keyless() -> None:
     platform = set(_object_keys(RESOURCES, "platformSettings"))
     assert {

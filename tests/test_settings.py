@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from shared.errors import SettingError
-from shared.settings import AuthMode, SigningMode, load_settings
+from shared.settings import SETTINGS, AuthMode, Settings, SigningMode, load_settings
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 CLIENT = "22222222-2222-2222-2222-222222222222"
@@ -297,3 +299,47 @@ def test_a_malformed_url_is_a_setting_error() -> None:
         load_settings(base(DAEMON_API_BASE_URL="https://[::1/v1.0"))
     with pytest.raises(SettingError, match=r"DAEMON_KEY_VAULT_URL.*not a URL"):
         load_settings(base(DAEMON_KEY_VAULT_URL="https://v.vault.azure.net:port"))
+
+
+def test_the_table_fills_every_attribute_exactly_once() -> None:
+    attributes = [setting.attribute for setting in SETTINGS.values()]
+    assert sorted(attributes) == sorted(f.name for f in dataclasses.fields(Settings))
+
+
+def test_an_unset_setting_takes_its_default_from_the_table() -> None:
+    settings = load_settings(base())
+    blank = load_settings(base(**{name: "  " for name in ("DAEMON_SEND_X5C", "DAEMON_API_SCOPE")}))
+    for setting in SETTINGS.values():
+        if setting.default is not None:
+            expected = setting.parse(setting.name, setting.default)
+            assert getattr(settings, setting.attribute) == expected, setting.name
+            assert getattr(blank, setting.attribute) == expected, setting.name
+    assert settings.certificate_check_seconds == 3600.0
+    assert settings.operations_allowed_methods == ("GET", "PATCH")
+
+
+def test_a_setting_the_mode_does_not_use_is_ignored_not_checked() -> None:
+    mi = load_settings(
+        base(
+            DAEMON_AUTH_MODE="managed-identity",
+            DAEMON_CLIENT_ID="<unset>",
+            DAEMON_KEY_VAULT_URL="<unset>",
+            DAEMON_CERTIFICATE_NAME="bad_name!",
+        )
+    )
+    assert mi.certificate_name is None
+    assert mi.key_vault_url is None
+
+
+def test_a_setting_a_mode_does_not_require_is_still_checked_when_set() -> None:
+    with pytest.raises(SettingError) as caught:
+        load_settings(
+            base(DAEMON_AUTH_MODE="managed-identity", DAEMON_KEY_VAULT_URL="http://v.example")
+        )
+    assert caught.value.setting == "DAEMON_KEY_VAULT_URL"
+
+
+def test_the_first_bad_setting_in_table_order_is_named() -> None:
+    with pytest.raises(SettingError) as caught:
+        load_settings(base(DAEMON_KEY_VAULT_URL="<unset>", DAEMON_API_BASE_URL="http://x"))
+    assert caught.value.setting == "DAEMON_KEY_VAULT_URL"

@@ -20,7 +20,6 @@ a newer enabled version in Key Vault is also noticed every ``DAEMON_CERTIFICATE_
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from azure.identity import (
 )
 
 from shared.auth.assertion import build_client_assertion, token_endpoint
+from shared.auth.codes import NO_RELOAD_CODES, ROTATION_CODES, aadsts_codes
 
 if TYPE_CHECKING:  # the Key Vault SDKs are imported only by the modes that use them
     from shared.auth.keyvault import (
@@ -63,14 +63,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# invalid_client answers after which a reloaded certificate may succeed (expired, not yet
-# valid or unknown key; see the AADSTS error code reference:
-# https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
-ROTATION_CODES = frozenset({700027, 700024, 7000214, 1000502, 7000274, 7000277})
-# Never worth a reload: a bad secret, or an app that does not exist.
-NO_RELOAD_CODES = frozenset({7000215, 700016})
-_AADSTS_RE = re.compile(r"AADSTS(\d+)")
-
 
 class AppCredential(Protocol):
     """Gets an app-only token; every call reaches the token endpoint."""
@@ -91,10 +83,6 @@ def default_key_vault_credential(settings: Settings) -> TokenCredential:
     return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
 
 
-def _codes(exc: Exception) -> tuple[int, ...]:
-    return tuple(int(code) for code in dict.fromkeys(_AADSTS_RE.findall(str(exc))))
-
-
 def _summary(exc: Exception) -> str:
     text = str(getattr(exc, "message", None) or exc).strip()
     # azure-identity prefixes its own class name; keep the service's first sentence(s).
@@ -102,22 +90,27 @@ def _summary(exc: Exception) -> str:
 
 
 def _request(tenant: str, what: str, call: Callable[[], AccessTokenInfo]) -> AccessTokenInfo:
+    """Run one token request, turning azure-identity's errors into TokenRequestError.
+
+    Chained ``from exc``: the SDK's error keeps the status, trace and correlation ids; its
+    message holds neither the secret nor the assertion (those are in the request, not shown).
+    """
     try:
         return call()
     except CredentialUnavailableError as exc:
         raise TokenRequestError(
             f"{what} is not available in this environment: {_summary(exc)}"
-        ) from None
+        ) from exc
     except ClientAuthenticationError as exc:
         raise TokenRequestError(
             f"token request for tenant {tenant} with {what} was refused: {_summary(exc)}",
-            _codes(exc),
-        ) from None
+            aadsts_codes(str(exc)),
+        ) from exc
     except ServiceRequestError as exc:
         raise TokenRequestError(
             f"token request for tenant {tenant} with {what} could not reach the endpoint: "
             f"{_summary(exc)}"
-        ) from None
+        ) from exc
 
 
 class ManagedIdentityAppCredential:
@@ -293,7 +286,7 @@ class FederatedManagedIdentityAppCredential(_AssertionAppCredential):
             raise TokenRequestError(
                 f"the managed identity could not get its federation token "
                 f"({self._settings.federation_audience}): {_summary(exc)}"
-            ) from None
+            ) from exc
 
     def certificate(self) -> CertificateInfo | None:
         return None

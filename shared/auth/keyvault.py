@@ -107,31 +107,35 @@ class SigningCertificate:
 
 
 def _kv_call(what: str, kind: str, call: Callable[[], T]) -> T:
-    """Run one Key Vault call, turning SDK errors into the daemon's error types."""
+    """Run one Key Vault call, turning SDK errors into the daemon's error types.
+
+    Chained ``from exc``: Key Vault's error keeps its status and request id, and carries no
+    secret (a failed call returns no value).
+    """
     try:
         with telemetry.span("daemon.keyvault", operation=what, kind=kind):
             return call()
     except ResourceNotFoundError as exc:
-        raise KeyVaultNotFoundError(f"Key Vault: {what}: not found ({_code(exc)})") from None
+        raise KeyVaultNotFoundError(f"Key Vault: {what}: not found ({_code(exc)})") from exc
     except ClientAuthenticationError as exc:
         raise KeyVaultError(
             f"Key Vault: {what}: could not get a token for Key Vault with the managed identity "
             f"or developer credential: {_first_line(exc)}"
-        ) from None
+        ) from exc
     except HttpResponseError as exc:
         code = _code(exc)
         if exc.status_code == 403 and "disabled" in (code + str(exc.message)).lower():
-            raise CertificateError(f"Key Vault: {what}: the {kind} version is disabled") from None
+            raise CertificateError(f"Key Vault: {what}: the {kind} version is disabled") from exc
         if exc.status_code == 403:
             raise KeyVaultAccessDeniedError(
                 f"Key Vault: {what}: access denied ({code}); grant the daemon's identity the "
                 f"'{_ROLE_FOR[kind]}' role on the vault"
-            ) from None
+            ) from exc
         raise KeyVaultError(
             f"Key Vault: {what}: HTTP {exc.status_code} {code}: {_first_line(exc)}"
-        ) from None
+        ) from exc
     except ServiceRequestError as exc:
-        raise KeyVaultError(f"Key Vault: {what}: could not reach the vault: {exc}") from None
+        raise KeyVaultError(f"Key Vault: {what}: could not reach the vault: {exc}") from exc
 
 
 def _props(certificate: KeyVaultCertificate) -> CertificateProperties:
@@ -245,10 +249,10 @@ class KeyVaultCertificateSource:
         version = str(_props(certificate).version)
         try:
             x509_cert = x509.load_der_x509_certificate(der)
-        except ValueError:
+        except ValueError as exc:  # the public certificate: nothing secret in the error
             raise CertificateError(
                 f"{self._describe} version {version}: the certificate is not valid DER X.509"
-            ) from None
+            ) from exc
         not_before = x509_cert.not_valid_before_utc
         not_after = x509_cert.not_valid_after_utc
         properties = _props(certificate)
@@ -321,7 +325,7 @@ def _parse_private_key(
             raise CertificateError(
                 f"{where}: the secret is not a readable PFX (application/x-pkcs12, base64, "
                 "no password)"
-            ) from None
+            ) from None  # not chained: raised parsing the private key, it may carry key bytes
     elif content_type == "application/x-pem-file":
         match = _PEM_KEY_RE.search(value.encode("utf-8", "replace"))
         if match is None:
@@ -331,7 +335,7 @@ def _parse_private_key(
         except (ValueError, TypeError):
             raise CertificateError(
                 f"{where}: the PEM private key cannot be read (it must be unencrypted)"
-            ) from None
+            ) from None  # not chained: raised parsing the private key, it may carry key bytes
     else:
         raise CertificateError(
             f"{where}: unsupported secret content type {content_type or '(none)'!r}; "

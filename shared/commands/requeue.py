@@ -193,13 +193,13 @@ async def requeue_poison(
 def run_requeue(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """The ``requeue-poison`` command: exit status 0 once done."""
     from shared.doctor import probe_storage
-    from shared.settings import _QUEUE_RE
+    from shared.settings import QUEUE_NAME_RE
 
     queue = args.queue or (env.get("DAEMON_JOBS_QUEUE") or "").strip()
     where = "--queue" if args.queue else "DAEMON_JOBS_QUEUE"
     if not queue:
         raise UsageError("requeue-poison: pass --queue or set DAEMON_JOBS_QUEUE")
-    if not _QUEUE_RE.match(queue) or len(queue) + len(POISON_SUFFIX) > 63:
+    if not QUEUE_NAME_RE.match(queue) or len(queue) + len(POISON_SUFFIX) > 63:
         raise UsageError(
             f"{where} {queue!r} is not a storage queue name with room for its -poison queue "
             "(3-56 lowercase letters, digits and single dashes)"

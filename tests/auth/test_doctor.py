@@ -290,6 +290,6 @@ async def test_doctor_names_each_missing_permission_and_the_consent_step(
     ],
 )
 def test_fixes_name_the_cause(error: Exception, fix: str) -> None:
-    from shared.doctor import _fix_for
+    from shared.doctor import fix_for
 
-    assert fix in _fix_for(error, None)
+    assert fix in fix_for(error, None)

@@ -12,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shared.errors import ConfigurationError, SettingError
-from shared.settings import Settings, load_settings
+from shared.settings import SETTINGS, Settings, load_settings
 from tests.fuzz.strategies import FAST, text_values
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -27,33 +27,7 @@ BASE: dict[str, str] = {
     "DAEMON_SWEEP_SCHEDULE": "0 */15 * * * *",
     "DAEMON_USER_DOMAIN": "contoso.example",
 }
-NAMES = (
-    "DAEMON_AUTH_MODE",
-    "DAEMON_TENANT_ID",
-    "DAEMON_CLIENT_ID",
-    "DAEMON_ALLOWED_TENANTS",
-    "DAEMON_KEY_VAULT_URL",
-    "DAEMON_CERTIFICATE_NAME",
-    "DAEMON_MANAGED_IDENTITY_CLIENT_ID",
-    "DAEMON_API_BASE_URL",
-    "DAEMON_API_SCOPE",
-    "DAEMON_AUTHORITY_HOST",
-    "DAEMON_KEY_VAULT_VERIFY_CHALLENGE_RESOURCE",
-    "DAEMON_CLIENT_SECRET",
-    "DAEMON_SEND_X5C",
-    "DAEMON_CERTIFICATE_CHECK_SECONDS",
-    "DAEMON_JOBS_QUEUE",
-    "DAEMON_SWEEP_SCHEDULE",
-    "DAEMON_USER_DOMAIN",
-    "DAEMON_MAX_CHANGES_PER_RUN",
-    "DAEMON_SWEEP_CHUNK_SIZE",
-    "DAEMON_OPERATIONS_ALLOWED_METHODS",
-    "DAEMON_OPERATIONS_ALLOWED_PATHS",
-    "DAEMON_API_WRITES_PER_SECOND",
-    "DAEMON_API_HTTP2",
-    "DAEMON_API_THROTTLE_PRIORITY",
-    "DAEMON_API_RESOURCE_UNITS_PER_SECOND",
-)
+NAMES = tuple(SETTINGS)  # every setting in the table
 NUMBERS = st.sampled_from(
     ["0", "-1", "1e999", "inf", "-inf", "nan", "NaN", "1_000", "0x10", "٣", "1e-320", "9" * 400]
 )
