@@ -1,9 +1,18 @@
 """A Graph-faithful, strict directory API for the offline sandbox.
 
 ``GraphService(issuer).routes()`` are mounted at ``/v1.0``; ``admin_routes()`` at
-``/_sandbox/graph``. See ``service.py`` for the HTTP layer, ``api.py`` for the operations,
-``throttle.py`` for the identity-service token buckets, ``validation.py`` for the rules of
-``POST /users`` and of object references, and ``faults.py`` for fault injection.
+``/_sandbox/graph``. Where things live:
+
+- ``service.py``: the HTTP layer (authentication, faults around a request); ``batch.py``:
+  ``$batch``; ``admin.py``: the inspection API; ``responses.py``: Graph's error shape.
+- ``api.py``: one operation's pipeline (route, charge, authorize, apply) and the route table,
+  built once (``routes.py``); ``operation.py``: the request/answer types.
+- By resource: ``users.py``, ``groups.py``, ``members.py`` (member references),
+  ``delta.py``, ``paging.py``; shared by them: ``context.py``, ``query.py`` (OData options),
+  ``shaping.py``, ``permissions.py``.
+- ``directory.py`` (state) and ``schema.py``; ``throttle.py`` the identity-service token
+  buckets; ``validation.py`` the rules of ``POST /users`` and of object references;
+  ``faults.py`` fault injection; ``stats.py`` what happened.
 
 Strict by default, as Graph is: ``$batch`` fully parallel or fully sequential; a replication
 delay after creates (``GraphConfig.replication_delay``); the lifecycle permissions for

@@ -7,7 +7,8 @@ resource="https://vault.azure.net"``; a revoked token gets a CAE claims challeng
 ``oid``; refusals carry Key Vault's error shape ``{"error": {"code", "message", "innererror"}}``.
 A token issued by another tenant than the vault's gets ``401`` AKV10032 "Invalid issuer"; a
 disabled certificate version is returned (``attributes.enabled=false``) but its secret is
-refused (``403`` ``SecretDisabled``).
+refused (``403`` ``SecretDisabled``). Authentication and RBAC are in ``auth.py``, the error
+shape in ``errors.py``.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.state import (
-    KEY_VAULT_RESOURCE,
     CertificateVersion,
     SandboxState,
     SecretVersion,
 )
-from sandbox.tokens import InvalidToken, TokenRevoked, b64url, b64url_decode
+from sandbox.tokens import b64url, b64url_decode
 
-logger = logging.getLogger(__name__)
+from .auth import VaultAuthorizer
+from .errors import VaultError, disabled, not_found
+
+logger = logging.getLogger("sandbox.keyvault")
 
 _KV = "Microsoft.KeyVault/vaults/"
 READ_CERTIFICATE = _KV + "certificates/read"
@@ -40,57 +43,13 @@ GET_SECRET = _KV + "secrets/getSecret/action"
 READ_KEY = _KV + "keys/read"
 SIGN = _KV + "keys/sign/action"
 RECOVERY_LEVEL = "Recoverable+Purgeable"
-NOT_FOUND_HELP = (
-    " If you recently deleted this {kind} you may be able to recover it using the correct "
-    "recovery command. For help resolving this issue, please see "
-    "https://go.microsoft.com/fwlink/?linkid=2125182"
-)
 KEY_OPS = ["sign", "verify", "wrapKey", "unwrapKey", "encrypt", "decrypt"]
-
-
-class VaultError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        inner: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.inner = inner
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.inner:
-            error["innererror"] = {"code": self.inner}
-        return JSONResponse({"error": error}, self.status, headers=self.headers)
-
-
-def _not_found(kind: str, code: str, name: str, version: str | None) -> VaultError:
-    ident = f"{name}/{version}" if version else name
-    article = "An" if kind[0] in "aeiou" else "A"
-    return VaultError(
-        404,
-        code,
-        f"{article} {kind} with (name/id) {ident} was not found in this key vault."
-        + NOT_FOUND_HELP.format(kind=kind),
-    )
-
-
-def _disabled(operation: str, kind: str, inner: str) -> VaultError:
-    return VaultError(
-        403, "Forbidden", f"Operation {operation} is not allowed on a disabled {kind}.", inner
-    )
 
 
 class KeyVaultService:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
+        self.auth = VaultAuthorizer(state)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -110,95 +69,6 @@ class KeyVaultService:
 
     def _base(self, request: Request) -> str:
         return f"{request.url.scheme}://{request.url.netloc}"
-
-    def _authorize(self, request: Request, operation: str, action: str, resource: str) -> None:
-        """Count, check api-version, authenticate (challenge) and authorize (RBAC)."""
-        state = self.state
-        state.count("kv.requests", f"kv.requests.{operation}")
-        if not request.query_params.get("api-version"):
-            raise VaultError(400, "BadParameter", "The 'api-version' query parameter is missing.")
-        tenant = state.vault_tenant_id or "common"
-        challenge = f'Bearer authorization="{state.url}/{tenant}", resource="{KEY_VAULT_RESOURCE}"'
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            state.count("kv.challenges")
-            raise VaultError(
-                401,
-                "Unauthorized",
-                "AKV10000: Request is missing a Bearer or PoP token.",
-                headers={"WWW-Authenticate": challenge},
-            )
-        token = token.strip()
-        state.remember_secret(token)
-        audiences = {KEY_VAULT_RESOURCE, KEY_VAULT_RESOURCE + "/"}
-        for base in state.base_urls():
-            audiences.update({base, base + "/"})
-        try:
-            claims = state.issuer.verify(token, audiences, issuer_prefix=state.url + "/")
-        except TokenRevoked:
-            state.count("kv.challenges")
-            claims_challenge = json.dumps(
-                {
-                    "access_token": {
-                        "nbf": {"essential": True, "value": str(int(state.issuer.revoked_before))}
-                    }
-                }
-            )
-            encoded = base64.b64encode(claims_challenge.encode()).decode("ascii")
-            raise VaultError(
-                401,
-                "Unauthorized",
-                "AKV10050: The token has been revoked.",
-                headers={
-                    "WWW-Authenticate": (
-                        f'Bearer authorization="{state.url}/{tenant}", '
-                        f'resource="{KEY_VAULT_RESOURCE}", error="insufficient_claims", '
-                        f'claims="{encoded}"'
-                    )
-                },
-            ) from None
-        except InvalidToken as exc:
-            state.count("kv.challenges")
-            raise VaultError(
-                401,
-                "Unauthorized",
-                f"AKV10022: Token validation failed: {exc}.",
-                headers={"WWW-Authenticate": challenge},
-            ) from None
-        if state.vault_tenant_id is not None and claims.get("tid") != state.vault_tenant_id:
-            # A token from another tenant: Key Vault answers 401 AKV10032 "Invalid issuer"
-            # with its challenge (the vault trusts only its own tenant's issuer).
-            state.count("kv.challenges", "kv.invalid_issuer")
-            expected = state.token_issuer_url(state.vault_tenant_id)
-            raise VaultError(
-                401,
-                "Unauthorized",
-                f"AKV10032: Invalid issuer. Expected one of {expected}, found "
-                f"{claims.get('iss', '')}.",
-                headers={"WWW-Authenticate": challenge},
-            )
-        oid = str(claims.get("oid", ""))
-        if not state.vault_allows(oid, action):
-            state.count("kv.forbidden")
-            logger.info("key vault: %s denied to oid=%s (%s)", operation, oid, action)
-            raise VaultError(
-                403,
-                "Forbidden",
-                "Caller is not authorized to perform action on resource.\r\n"
-                "If role assignments, deny assignments or role definitions were changed "
-                "recently, please observe propagation time.\r\n"
-                f"Caller: appid={claims.get('appid', '')};oid={oid};iss={claims.get('iss', '')}"
-                "\r\n"
-                f"Action: '{action}'\r\n"
-                "Resource: '/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/"
-                f"sandbox/providers/microsoft.keyvault/vaults/sandbox/{resource}'\r\n"
-                "Assignment: (not found)\r\n"
-                "DenyAssignmentId: null\r\n"
-                "DecisionReason: null \r\n"
-                "Vault: sandbox;location=local\r\n",
-                "ForbiddenByRbac",
-            )
 
     async def _handle(self, request: Request, handler: Any) -> Response:
         try:
@@ -256,10 +126,10 @@ class KeyVaultService:
 
     def _certificate_version(self, name: str, version: str | None) -> CertificateVersion:
         if not self.state.certificate_versions(name):
-            raise _not_found("certificate", "CertificateNotFound", name, None)
+            raise not_found("certificate", "CertificateNotFound", name, None)
         found = self.state.certificate_version(name, version)
         if found is None:
-            raise _not_found("certificate", "CertificateNotFound", name, version)
+            raise not_found("certificate", "CertificateNotFound", name, version)
         return found
 
     # ---------------------------------------------------------------- certificates
@@ -268,7 +138,9 @@ class KeyVaultService:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
             version_id = request.path_params.get("version")
-            self._authorize(request, "get_certificate", READ_CERTIFICATE, f"certificates/{name}")
+            self.auth.authorize(
+                request, "get_certificate", READ_CERTIFICATE, f"certificates/{name}"
+            )
             version = self._certificate_version(name, version_id)
             # A disabled version is still returned, with attributes.enabled=false: Key Vault
             # refuses only its secret (403 Forbidden/SecretDisabled, see get_secret).
@@ -291,7 +163,7 @@ class KeyVaultService:
     async def certificate_policy(self, request: Request) -> Response:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
-            self._authorize(
+            self.auth.authorize(
                 request, "get_certificate_policy", READ_CERTIFICATE, f"certificates/{name}"
             )
             version = self._certificate_version(name, None)
@@ -302,12 +174,12 @@ class KeyVaultService:
     async def certificate_versions(self, request: Request) -> Response:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
-            self._authorize(
+            self.auth.authorize(
                 request, "list_certificate_versions", READ_CERTIFICATE, f"certificates/{name}"
             )
             versions = self.state.certificate_versions(name)
             if not versions:
-                raise _not_found("certificate", "CertificateNotFound", name, None)
+                raise not_found("certificate", "CertificateNotFound", name, None)
             base = self._base(request)
             return JSONResponse(
                 {
@@ -332,20 +204,20 @@ class KeyVaultService:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
             version_id = request.path_params.get("version")
-            self._authorize(request, "get_secret", GET_SECRET, f"secrets/{name}")
+            self.auth.authorize(request, "get_secret", GET_SECRET, f"secrets/{name}")
             base = self._base(request)
             if self.state.vault_secrets.get(name):
                 plain = self.state.vault_secret_version(name, version_id)
                 if plain is None:
-                    raise _not_found("secret", "SecretNotFound", name, version_id)
+                    raise not_found("secret", "SecretNotFound", name, version_id)
                 return JSONResponse(self._plain_secret(base, plain))
             if not self.state.certificate_versions(name):
-                raise _not_found("secret", "SecretNotFound", name, None)
+                raise not_found("secret", "SecretNotFound", name, None)
             version = self.state.certificate_version(name, version_id)
             if version is None:
-                raise _not_found("secret", "SecretNotFound", name, version_id)
+                raise not_found("secret", "SecretNotFound", name, version_id)
             if not version.enabled:
-                raise _disabled("get", "secret", "SecretDisabled")
+                raise disabled("get", "secret", "SecretDisabled")
             return JSONResponse(
                 {
                     "value": version.secret_value,
@@ -362,7 +234,7 @@ class KeyVaultService:
 
     def _plain_secret(self, base: str, secret: SecretVersion) -> dict[str, Any]:
         if not secret.enabled:
-            raise _disabled("get", "secret", "SecretDisabled")
+            raise disabled("get", "secret", "SecretDisabled")
         body: dict[str, Any] = {
             "value": secret.value,
             "id": f"{base}/secrets/{secret.name}/{secret.version}",
@@ -379,19 +251,19 @@ class KeyVaultService:
 
     def _key_version(self, name: str, version_id: str | None, operation: str) -> CertificateVersion:
         if not self.state.certificate_versions(name):
-            raise _not_found("key", "KeyNotFound", name, None)
+            raise not_found("key", "KeyNotFound", name, None)
         version = self.state.certificate_version(name, version_id)
         if version is None:
-            raise _not_found("key", "KeyNotFound", name, version_id)
+            raise not_found("key", "KeyNotFound", name, version_id)
         if not version.enabled:
-            raise _disabled(operation, "key", "KeyDisabled")
+            raise disabled(operation, "key", "KeyDisabled")
         return version
 
     async def get_key(self, request: Request) -> Response:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
             version_id = request.path_params.get("version")
-            self._authorize(request, "get_key", READ_KEY, f"keys/{name}")
+            self.auth.authorize(request, "get_key", READ_KEY, f"keys/{name}")
             version = self._key_version(name, version_id, "get")
             numbers = version.private_key.public_key().public_numbers()
             n = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
@@ -419,7 +291,7 @@ class KeyVaultService:
         async def handler(request: Request) -> Response:
             name = request.path_params["name"]
             version_id = request.path_params.get("version")
-            self._authorize(request, "sign", SIGN, f"keys/{name}")
+            self.auth.authorize(request, "sign", SIGN, f"keys/{name}")
             version = self._key_version(name, version_id, "sign")
             try:
                 payload = json.loads(await request.body())
