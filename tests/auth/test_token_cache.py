@@ -15,24 +15,20 @@ from azure.core.credentials import AccessTokenInfo
 
 from shared.auth.token_cache import TokenCache, refresh_time
 from shared.errors import ConfigurationError, TenantNotAllowedError, TokenRequestError
+from tests.clock import FakeClock
 
 HOME = "11111111-1111-1111-1111-111111111111"
 OTHER = "22222222-2222-2222-2222-222222222222"
 SCOPE = "https://graph.microsoft.com/.default"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+START = 1_000_000.0
 
 
 class Fetcher:
     """Counts calls; issues tokens valid for ``lifetime`` on the fake clock."""
 
-    def __init__(self, clock: Clock, lifetime: float = 3600, delay: float = 0.0) -> None:
+    def __init__(self, clock: FakeClock, lifetime: float = 3600, delay: float = 0.0) -> None:
         self.clock = clock
         self.lifetime = lifetime
         self.delay = delay
@@ -55,7 +51,7 @@ class Fetcher:
         )
 
 
-def make(clock: Clock, fetcher: Fetcher) -> TokenCache:
+def make(clock: FakeClock, fetcher: Fetcher) -> TokenCache:
     return TokenCache(
         fetcher,
         default_tenant=HOME,
@@ -78,7 +74,7 @@ def test_refresh_time_rules() -> None:
 
 
 async def test_concurrent_cold_callers_make_one_request() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock, delay=0.05)
     cache = make(clock, fetcher)
     tokens = await asyncio.gather(*(cache.get_token() for _ in range(100)))
@@ -89,7 +85,7 @@ async def test_concurrent_cold_callers_make_one_request() -> None:
 
 
 async def test_keys_are_tenant_and_scope() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock)
     cache = make(clock, fetcher)
     await cache.get_token(HOME)
@@ -102,7 +98,7 @@ async def test_keys_are_tenant_and_scope() -> None:
 
 
 async def test_hits_within_lifetime_then_one_early_refresh() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock, lifetime=3600)
     cache = make(clock, fetcher)
     for _ in range(1000):
@@ -119,7 +115,7 @@ async def test_hits_within_lifetime_then_one_early_refresh() -> None:
 
 
 async def test_refresh_on_is_honoured() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock, lifetime=86400)
     fetcher.refresh_in = 600
     cache = make(clock, fetcher)
@@ -132,7 +128,7 @@ async def test_refresh_on_is_honoured() -> None:
 
 
 async def test_failed_early_refresh_keeps_serving_valid_token() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock, lifetime=3600)
     cache = make(clock, fetcher)
     await cache.get_token()
@@ -149,7 +145,7 @@ async def test_failed_early_refresh_keeps_serving_valid_token() -> None:
 
 
 async def test_expired_token_and_failing_endpoint_raise() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock, lifetime=3600)
     cache = make(clock, fetcher)
     await cache.get_token()
@@ -160,7 +156,7 @@ async def test_expired_token_and_failing_endpoint_raise() -> None:
 
 
 async def test_forced_refresh_reaches_the_endpoint_once_for_concurrent_401s() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock, delay=0.02)
     cache = make(clock, fetcher)
     first = await cache.get_token()
@@ -178,7 +174,7 @@ async def test_forced_refresh_reaches_the_endpoint_once_for_concurrent_401s() ->
 
 
 async def test_tenant_outside_allow_list_is_refused_before_any_request() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock)
     cache = make(clock, fetcher)
     with pytest.raises(TenantNotAllowedError) as caught:
@@ -191,7 +187,7 @@ async def test_tenant_outside_allow_list_is_refused_before_any_request() -> None
 
 
 async def test_a_cache_survives_event_loop_changes() -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     fetcher = Fetcher(clock)
     cache = make(clock, fetcher)
     await cache.get_token()

@@ -15,6 +15,7 @@ from shared.auth.token_cache import TokenCache
 from shared.instance import Instance
 from shared.settings import load_settings
 from tests.auth.conftest import GRAPH, Env
+from tests.clock import FakeClock
 
 MODES = [
     "managed-identity",
@@ -79,17 +80,7 @@ async def test_1000_uses_within_the_lifetime_make_one_request(env: Env) -> None:
     assert instance.token_cache.stats.hits == 999
 
 
-class ShiftedClock:
-    """Real time plus an offset the test moves forward (the sandbox keeps real time)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-def _cache_with_clock(instance: Instance, clock: ShiftedClock) -> TokenCache:
+def _cache_with_clock(instance: Instance, clock: FakeClock) -> TokenCache:
     """A token cache in front of the instance's real credential, on a clock the test moves
     (the credential and the sandbox keep real time)."""
     return TokenCache(
@@ -104,11 +95,11 @@ def _cache_with_clock(instance: Instance, clock: ShiftedClock) -> TokenCache:
 async def test_early_refresh_happens_once_and_forced_refresh_reaches_endpoint(env: Env) -> None:
     mode = "keyvault-certificate"
     instance = Instance(load_settings(env.settings(mode)))
-    clock = ShiftedClock()
+    clock = FakeClock.following(time.time)  # the sandbox keeps real time
     cache = _cache_with_clock(instance, clock)
     before = env.endpoint_hits(mode)
     first = await cache.get_token()
-    clock.offset = 3600 - 290  # inside the last 5 minutes of a one-hour token
+    clock.advance(3600 - 290)  # inside the last 5 minutes of a one-hour token
     tokens = await asyncio.gather(*(cache.get_token() for _ in range(50)))
     assert env.endpoint_hits(mode) - before == 2
     assert cache.stats.early_refreshes == 1
@@ -123,11 +114,11 @@ async def test_early_refresh_happens_once_and_forced_refresh_reaches_endpoint(en
 async def test_failing_early_refresh_still_serves_the_valid_token(fresh_env: Env) -> None:
     mode = "keyvault-certificate"
     instance = Instance(load_settings(fresh_env.settings(mode)))
-    clock = ShiftedClock()
+    clock = FakeClock.following(time.time)  # the sandbox keeps real time
     cache = _cache_with_clock(instance, clock)
     first = await cache.get_token()
     fresh_env.state.fail_next_token_requests(1, 50000)
-    clock.offset = 3600 - 200
+    clock.advance(3600 - 200)
     assert await cache.get_token() == first
     assert cache.stats.refresh_failures == 1
     assert fresh_env.state.counter("rejections.AADSTS50000") == 1

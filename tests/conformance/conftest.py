@@ -18,9 +18,9 @@ import pytest
 from sandbox.graph import GraphConfig
 from sandbox.seed import GRAPH_ROLES, Seed, seed_default
 from sandbox.server import Sandbox
+from tests.clock import FakeClock
 from tests.conftest import register_secret_source
 from tests.sandbox.conftest import GRAPH_SCOPE, sdk_environment, token_endpoint
-from tests.sandbox_graph.conftest import FakeClock
 
 JSON = {"Content-Type": "application/json"}
 PASSWORD = "Sandbox-Pa55!"

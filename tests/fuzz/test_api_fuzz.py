@@ -29,6 +29,7 @@ from shared.webapi import (
     PacingConfig,
     RetryPolicy,
 )
+from tests.clock import FakeClock
 from tests.fuzz.strategies import FAST
 
 BASE = "https://graph.microsoft.com/v1.0"
@@ -81,20 +82,6 @@ RETRY_AFTER = st.one_of(
 )
 
 
-class VirtualTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits += 1
-        self.now += max(0.0, min(float(seconds), 3600.0)) if seconds == seconds else 0.0
-        await asyncio.sleep(0)
-
-
 class Tokens:
     async def __call__(self, *, force_refresh: bool = False) -> str:
         return "fuzz-token"
@@ -140,7 +127,7 @@ def draw_response(request: httpx.Request, data: st.DataObject) -> httpx.Response
     return httpx.Response(status, headers=headers, content=body_of(kind, data))
 
 
-def make_client(handler: Any, time: VirtualTime) -> ApiClient:
+def make_client(handler: Any, time: FakeClock) -> ApiClient:
     return ApiClient(
         BASE,
         Tokens(),
@@ -155,7 +142,7 @@ def make_client(handler: Any, time: VirtualTime) -> ApiClient:
 @FAST
 @given(data=st.data(), method=st.sampled_from(["GET", "PATCH", "POST", "DELETE"]))
 def test_client_returns_an_answer_or_raises_an_api_error(data: st.DataObject, method: str) -> None:
-    time = VirtualTime()
+    time = FakeClock()
     calls = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -285,7 +272,7 @@ def operations_of(kinds: list[int]) -> list[Operation]:
 def test_engine_gives_every_operation_exactly_one_result(
     data: st.DataObject, kinds: list[int]
 ) -> None:
-    time = VirtualTime()
+    time = FakeClock()
     operations = operations_of(kinds)
 
     def handler(request: httpx.Request) -> httpx.Response:

@@ -12,6 +12,7 @@ from starlette.routing import Mount
 
 from sandbox.graph import GraphConfig, GraphService
 from sandbox.tokens import TokenIssuer
+from tests.clock import FakeClock
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 API_BASE = "https://graph.test:8443/v1.0"  # what the client fixture reaches
@@ -23,17 +24,6 @@ ALL_ROLES = [
     "User.RevokeSessions.All",
     "User-LifeCycleInfo.ReadWrite.All",
 ]
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@ from starlette.routing import Mount
 
 from sandbox.graph import GraphService
 from sandbox.tokens import TokenIssuer
+from tests.clock import FakeClock
 
-from .conftest import APP, TENANT, FakeClock, TokenFactory
+from .conftest import APP, TENANT, TokenFactory
 
 WWW = (
     'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'

@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 
 from sandbox.graph import GraphConfig, GraphService
+from tests.clock import FakeClock
 
-from .conftest import TENANT, FakeClock
+from .conftest import TENANT
 from .test_auth import assert_graph_error
 
 

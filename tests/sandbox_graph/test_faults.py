@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 
 from sandbox.graph import ConnectionDropped, GraphService
 from sandbox.tokens import TokenIssuer
+from tests.clock import FakeClock
 
-from .conftest import APP, TENANT, FakeClock, make_app
+from .conftest import APP, TENANT, make_app
 from .test_auth import assert_graph_error
 from .test_batch import batch, by_id, create
 

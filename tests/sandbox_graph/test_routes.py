@@ -8,8 +8,7 @@ from sandbox.graph import GraphConfig, GraphService
 from sandbox.graph.errors import GraphError
 from sandbox.graph.operation import Operation
 from sandbox.tokens import TokenIssuer
-
-from .conftest import FakeClock
+from tests.clock import FakeClock
 
 
 def op(method: str, path: str, *, in_batch: bool = False) -> Operation:

@@ -7,8 +7,9 @@ import pytest
 
 from sandbox.graph import GraphConfig, GraphService
 from sandbox.graph.throttle import TokenBucket
+from tests.clock import FakeClock
 
-from .conftest import APP, TENANT, FakeClock, TokenFactory
+from .conftest import APP, TENANT, TokenFactory
 from .test_auth import assert_graph_error
 
 

@@ -14,9 +14,7 @@ runs items in random order, and scripted or random faults (per-item 429 with Ret
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import heapq
 import json
 import random
 from collections import Counter
@@ -28,43 +26,13 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from shared.webapi import ApiClient, RetryPolicy
+from tests.clock import FakeClock
 
 BASE = "https://graph.microsoft.com/v1.0"
 
 
-class FakeTime:
-    """Virtual time: sleepers wake in deadline order, and the clock jumps to each deadline
-    once the other tasks have had a chance to run. Records every requested wait."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-        self._driver: asyncio.Task[None] | None = None
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._seq += 1
-        heapq.heappush(self._waiters, (self.now + max(0.0, seconds), self._seq, future))
-        if self._driver is None or self._driver.done():
-            self._driver = loop.create_task(self._drive())
-        await future
-
-    async def _drive(self) -> None:
-        while self._waiters:
-            for _ in range(20):  # let runnable tasks get to their next sleep first
-                await asyncio.sleep(0)
-            deadline, _, future = heapq.heappop(self._waiters)
-            if future.done():
-                continue
-            self.now = max(self.now, deadline)
-            future.set_result(None)
+# The suite's one fake clock, under the name the engine tests have always used.
+FakeTime = FakeClock
 
 
 class FakeTokens:
