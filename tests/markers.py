@@ -34,7 +34,7 @@ _STARTS_SERVER = re.compile(
 _SEEN_LIMIT = 200  # functions followed per test: the module graph is small, this bounds it
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source(function: Callable[..., Any]) -> str:
     try:
         return inspect.getsource(function)
