@@ -82,7 +82,7 @@ def _job(correlation_id: str) -> str:
 
 
 def _drain_all(client: QueueClient) -> list[str]:
-    texts = []
+    texts: list[str] = []
     while True:
         page = list(next(client.receive_messages(max_messages=32).by_page(), []))
         if not page:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from azure.core.credentials import AccessTokenInfo
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -46,7 +46,9 @@ def _counter(reader: InMemoryMetricReader, name: str) -> float:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 if metric.name == name:
-                    total += sum(point.value for point in metric.data.data_points)
+                    for point in metric.data.data_points:
+                        assert isinstance(point, NumberDataPoint), point
+                        total += point.value
     return total
 
 

@@ -45,7 +45,7 @@ def env(azurite: Azurite) -> dict[str, str]:
 
 
 def make_host(env: dict[str, str], **queues: object) -> FunctionsHost:
-    options = HostOptions(queues=QueueOptions(**queues), function_timeout=60.0)  # type: ignore[arg-type]
+    options = HostOptions(queues=QueueOptions(**queues), function_timeout=60.0)
     return FunctionsHost(env, app=test_app.app, host_json=options)
 
 

@@ -32,7 +32,7 @@ def _seed_leavers(stack: Stack, users: int, leavers: int) -> list[dict[str, obje
 async def test_timer_fans_out_and_workers_disable_each_leaver_once(stack: Stack) -> None:
     tenant = stack.seed.home_tenant_id
     users = _seed_leavers(stack, 300, 40)
-    leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
+    leavers = {str(u["id"]) for u in users if u.get("employeeLeaveDateTime")}
     assert len(leavers) == 40
 
     await stack.host.run_timer("sweep_timer")
@@ -156,7 +156,7 @@ async def test_non_base64_body_goes_to_poison_without_running(stack: Stack) -> N
 async def test_sweep_killed_midway_then_rerun_disables_each_leaver_once(stack: Stack) -> None:
     tenant = stack.seed.home_tenant_id
     users = _seed_leavers(stack, 200, 30)
-    leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
+    leavers = {str(u["id"]) for u in users if u.get("employeeLeaveDateTime")}
     # small chunks, and the workers die after the first messages
     stack.configure(DAEMON_SWEEP_CHUNK_SIZE="5")
     await stack.host.run_timer("sweep_timer")
@@ -364,7 +364,7 @@ async def test_movers_and_leavers_by_employee_id(stack: Stack) -> None:
 async def test_sweep_killed_before_saving_its_checkpoint_is_resent_at_once(stack: Stack) -> None:
     tenant = stack.seed.home_tenant_id
     users = _seed_leavers(stack, 100, 12)
-    leavers = {u["id"] for u in users if u.get("employeeLeaveDateTime")}
+    leavers = {str(u["id"]) for u in users if u.get("employeeLeaveDateTime")}
     instance = current_instance()
     store = instance.store
     plan = await plan_sweep(instance, store, tenant, now=time.time())
