@@ -736,6 +736,257 @@ class DriveResult:
     faults: Counter[str]
 
 
+class _Drive:
+    """The chaos phase, step by step: faults on, workers up, the timed events (waves of
+    messages, the Graph outage, the throttling storm, the rotation with Key Vault out, the
+    sweeps), workers and a sweep killed on the way; then everything settles."""
+
+    def __init__(
+        self,
+        cfg: ChaosConfig,
+        rng: random.Random,
+        sandbox: ChaosSandbox,
+        seed: Seed,
+        scenario: Scenario,
+        encoded: Any,
+        plain: Any,
+        procs: Processes,
+        timeline: Timeline,
+        say: Callable[[str], None],
+    ) -> None:
+        self.cfg = cfg
+        self.rng = rng
+        self.sandbox = sandbox
+        self.graph = sandbox.graph
+        self.seed = seed
+        self.scenario = scenario
+        self.encoded = encoded
+        self.plain = plain
+        self.procs = procs
+        self.timeline = timeline
+        self.say = say
+        self.faults: Counter[str] = Counter()
+        self.sent: dict[str, str] = {}
+        self.pending: list[tuple[float, str, Callable[[], None]]] = []
+        self.sweep_to_kill: list[Proc] = []
+        self.kill_sweep_at: float | None = None
+        self.next_kill = 0.0
+        self.kills = 0
+
+    def at(self, share_or_seconds: float, name: str, action: Callable[[], None]) -> None:
+        self.pending.append((share_or_seconds, name, action))
+
+    # -- set-up and the timed events
+
+    def set_faults(self) -> None:
+        cfg = self.cfg
+        self.graph.faults.set(
+            seed=cfg.seed,
+            latency_base=cfg.latency_base,
+            latency_jitter=cfg.latency_jitter,
+            error_rate=cfg.error_rate,
+            reset_rate=cfg.reset_rate,
+            reset_after_apply_rate=cfg.reset_after_apply_rate,
+            slow_rate=cfg.slow_rate,
+            slow_seconds=cfg.slow_seconds,
+        )
+
+    def schedule_waves(self) -> tuple[dict[str, str], list[str]]:
+        """The messages in waves (the bad person in the middle, the invalid ones with the
+        first wave); returns (invalid text -> label, the bad person's neighbours)."""
+        messages = valid_messages(self.scenario, self.cfg)
+        bad_label, bad_text, neighbours = bad_person_message(self.scenario)
+        messages.insert(len(messages) // 2, (bad_label, bad_text))
+        invalid = invalid_messages(self.scenario, self.seed) if self.cfg.invalid_messages else []
+        wave_times = _wave_times(self.cfg)
+        per_wave = -(-len(messages) // len(wave_times))
+        self.timeline.start = time.monotonic()
+        self.timeline.note(
+            "start", messages=len(messages), invalid=len(invalid), workers=self.cfg.workers
+        )
+
+        def send_wave(w: int) -> Callable[[], None]:
+            def go() -> None:
+                chunk = messages[w * per_wave : (w + 1) * per_wave]
+                for label, text in chunk:
+                    self.sent[str(self.encoded.send_message(text).id)] = label
+                if w == 0:
+                    for label, text, encode in invalid:
+                        client = self.encoded if encode else self.plain
+                        self.sent[str(client.send_message(text).id)] = label
+                self.timeline.note("wave", n=w, messages=len(chunk))
+
+            return go
+
+        for w, t in enumerate(wave_times):
+            self.at(t, f"wave {w}", send_wave(w))
+        return {text: label for label, text, _ in invalid}, neighbours
+
+    def schedule_outage(self) -> None:
+        cfg, graph = self.cfg, self.graph
+        if cfg.graph_outage_seconds <= 0:
+            return
+
+        def outage() -> None:
+            graph.faults.outage_for(graph.clock(), cfg.graph_outage_seconds)
+            self.faults["graph_outage_seconds"] += int(cfg.graph_outage_seconds)
+            self.timeline.note("graph outage", seconds=cfg.graph_outage_seconds)
+
+        self.at(cfg.graph_outage_at * cfg.chaos_seconds, "graph outage", outage)
+
+    def schedule_storm(self) -> None:
+        cfg, graph = self.cfg, self.graph
+        if cfg.storm_seconds <= 0:
+            return
+        normal = (graph.config.app_tenant_write_limit, graph.config.tenant_write_limit)
+
+        def storm_on() -> None:
+            limit = max(1, int(normal[0] * cfg.storm_budget_share))
+            graph.config.update({"app_tenant_write_limit": limit})
+            self.faults["throttling_storms"] += 1
+            self.timeline.note("throttling storm", write_limit=limit)
+
+        def storm_off() -> None:
+            graph.config.update({"app_tenant_write_limit": normal[0]})
+            self.timeline.note("throttling storm over")
+
+        start = cfg.storm_at * cfg.chaos_seconds
+        self.at(start, "storm on", storm_on)
+        self.at(start + cfg.storm_seconds, "storm off", storm_off)
+
+    def schedule_rotation(self) -> None:
+        """Certificate rotation + Key Vault outage + every token revoked once."""
+        cfg, sandbox = self.cfg, self.sandbox
+
+        def rotate_and_revoke() -> None:
+            state = sandbox.state
+            old = state.certificate_versions(CERTIFICATE_NAME)[-1]
+            state.rotate_certificate(CERTIFICATE_NAME, register=True)
+            with contextlib.suppress(KeyError):
+                state.unregister_app_certificate(self.seed.client_id, old.x5t)
+            if cfg.keyvault_outage_seconds > 0:
+                sandbox.keyvault_outage.active = True
+                self.faults["keyvault_outages"] += 1
+            self.graph.revoke_all_tokens()
+            self.faults["certificate_rotations"] += 1
+            self.timeline.note(
+                "certificate rotated (old one unregistered), Key Vault out, tokens revoked",
+                keyvault_outage_seconds=cfg.keyvault_outage_seconds,
+            )
+
+        def keyvault_back() -> None:
+            sandbox.keyvault_outage.active = False
+            self.timeline.note("Key Vault back")
+
+        start = cfg.keyvault_outage_at * cfg.chaos_seconds
+        self.at(start, "rotate", rotate_and_revoke)
+        self.at(start + cfg.keyvault_outage_seconds, "kv back", keyvault_back)
+
+    def schedule_sweeps(self) -> None:
+        """Overlapping sweeps, the first one to be killed mid-run."""
+        for n, share in enumerate(self.cfg.sweeps_at):
+
+            def sweep(n: int = n) -> None:
+                proc = self.procs.start_sweep()
+                running = sum(1 for p in self.procs.sweeps if p.popen.poll() is None)
+                self.timeline.note("sweep started", n=n, running=running)
+                if self.cfg.kill_sweep and n == 0:
+                    self.sweep_to_kill.append(proc)
+
+            self.at(share * self.cfg.chaos_seconds, f"sweep {n}", sweep)
+
+    # -- the chaos loop
+
+    def run_events(self) -> None:
+        """Run the timed events, killing workers (and the sweep) on the way, until the
+        chaos phase is over and every event has run."""
+        self.pending.sort(key=lambda p: p[0])
+        self.next_kill = self.rng.uniform(*self.cfg.kill_every)
+        while True:
+            now = self.timeline.now()
+            while self.pending and self.pending[0][0] <= now:
+                _, _, action = self.pending.pop(0)
+                action()
+            if now >= self.cfg.chaos_seconds and not self.pending:
+                break
+            self.maybe_kill_worker(now)
+            if self.sweep_to_kill:
+                self.maybe_kill_sweep(now, self.sweep_to_kill[0])
+            time.sleep(0.005 if self.sweep_to_kill else 0.1)
+
+    def maybe_kill_worker(self, now: float) -> None:
+        cfg = self.cfg
+        active = self.procs.active_workers()
+        due = now >= self.next_kill and now < cfg.chaos_seconds
+        allowed = cfg.max_kills is None or self.kills < cfg.max_kills
+        if not (due and allowed and (active or now >= self.next_kill + 2.0)):
+            return
+        # a worker that is busy (its log grew since the last look), so that messages are in
+        # flight when it dies; an idle one if none was busy for 2 s
+        slot = self.rng.choice(active) if active else self.rng.randrange(cfg.workers)
+        self.procs.kill_worker(slot)
+        self.kills += 1
+        self.timeline.note("worker SIGKILL", slot=slot, busy=bool(active))
+        self.procs.start_worker(slot)
+        self.next_kill = now + self.rng.uniform(*cfg.kill_every)
+
+    def maybe_kill_sweep(self, now: float, proc: Proc) -> None:
+        if self.kill_sweep_at is None and _log_contains(
+            proc.log, "Executing timer function sweep_timer"
+        ):
+            self.kill_sweep_at = now + self.rng.uniform(*self.cfg.sweep_kill_after)
+        if self.kill_sweep_at is not None and now >= self.kill_sweep_at:
+            finished = _log_contains(proc.log, "Executed timer function")
+            killed = self.procs.kill(proc)
+            if killed:
+                self.procs.sweep_kills += 1
+            last = _last_line(proc.log)
+            self.timeline.note("sweep SIGKILL", mid_run=killed and not finished, last_log_line=last)
+            self.sweep_to_kill.clear()
+        elif proc.popen.poll() is not None:
+            self.timeline.note("sweep to kill finished before the kill")
+            self.sweep_to_kill.clear()
+
+    # -- settling
+
+    def settle(self) -> bool:
+        """Faults off, the next timer tick, then wait for the queue to empty."""
+        self.graph.faults.reset()
+        self.sandbox.keyvault_outage.active = False
+        self.timeline.note("chaos over: faults cleared")
+        while self.procs.sweeps_running():
+            time.sleep(0.2)
+        final = self.procs.start_sweep()
+        final.popen.wait()
+        self.timeline.note("final sweep", status=final.popen.returncode)
+        settled = self.wait_for_empty_queue()
+        self.timeline.note("settled" if settled else "settle timeout")
+        return settled
+
+    def wait_for_empty_queue(self) -> bool:
+        """True once the queue stayed empty for 2 s (dead workers restarted meanwhile)."""
+        deadline = time.monotonic() + self.cfg.settle_timeout
+        quiet_since: float | None = None
+        last_report = 0.0
+        while time.monotonic() < deadline:
+            waiting = _message_count(self.encoded)
+            for slot, proc in list(self.procs.workers.items()):
+                if proc.popen.poll() is not None:  # a worker that died on its own: restart
+                    self.timeline.note("worker exited", slot=slot, status=proc.popen.returncode)
+                    self.procs.start_worker(slot)
+            if waiting == 0:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= 2.0:
+                    return True
+            else:
+                quiet_since = None
+            if time.monotonic() - last_report > 10:
+                self.say(f"settling: {waiting} message(s) in the queue")
+                last_report = time.monotonic()
+            time.sleep(0.5)
+        return False
+
+
 def _drive(
     cfg: ChaosConfig,
     rng: random.Random,
@@ -749,317 +1000,162 @@ def _drive(
     timeline: Timeline,
     say: Callable[[str], None],
 ) -> DriveResult:
-    graph = sandbox.graph
-    faults: Counter[str] = Counter()
-    graph.faults.set(
-        seed=cfg.seed,
-        latency_base=cfg.latency_base,
-        latency_jitter=cfg.latency_jitter,
-        error_rate=cfg.error_rate,
-        reset_rate=cfg.reset_rate,
-        reset_after_apply_rate=cfg.reset_after_apply_rate,
-        slow_rate=cfg.slow_rate,
-        slow_seconds=cfg.slow_seconds,
-    )
+    drive = _Drive(cfg, rng, sandbox, seed, scenario, encoded, plain, procs, timeline, say)
+    drive.set_faults()
     for slot in range(cfg.workers):
         procs.start_worker(slot)
-    messages = valid_messages(scenario, cfg)
-    bad_label, bad_text, neighbours = bad_person_message(scenario)
-    messages.insert(len(messages) // 2, (bad_label, bad_text))
-    invalid = invalid_messages(scenario, seed) if cfg.invalid_messages else []
-    sent: dict[str, str] = {}
-    invalid_texts = {text: label for label, text, _ in invalid}
-    wave_times = _wave_times(cfg)
-    per_wave = -(-len(messages) // len(wave_times))
-    D = cfg.chaos_seconds
-    timeline.start = time.monotonic()
-    timeline.note("start", messages=len(messages), invalid=len(invalid), workers=cfg.workers)
-    pending: list[tuple[float, str, Callable[[], None]]] = []
-
-    def at(share_or_seconds: float, name: str, action: Callable[[], None]) -> None:
-        pending.append((share_or_seconds, name, action))
-
-    def send_wave(w: int) -> Callable[[], None]:
-        def go() -> None:
-            chunk = messages[w * per_wave : (w + 1) * per_wave]
-            for label, text in chunk:
-                sent[str(encoded.send_message(text).id)] = label
-            if w == 0:
-                for label, text, encode in invalid:
-                    client = encoded if encode else plain
-                    sent[str(client.send_message(text).id)] = label
-            timeline.note("wave", n=w, messages=len(chunk))
-
-        return go
-
-    for w, t in enumerate(wave_times):
-        at(t, f"wave {w}", send_wave(w))
-
-    # -- the Graph outage
-    if cfg.graph_outage_seconds > 0:
-
-        def outage() -> None:
-            graph.faults.outage_for(graph.clock(), cfg.graph_outage_seconds)
-            faults["graph_outage_seconds"] += int(cfg.graph_outage_seconds)
-            timeline.note("graph outage", seconds=cfg.graph_outage_seconds)
-
-        at(cfg.graph_outage_at * D, "graph outage", outage)
-
-    # -- the throttling storm
-    if cfg.storm_seconds > 0:
-        normal = (graph.config.app_tenant_write_limit, graph.config.tenant_write_limit)
-
-        def storm_on() -> None:
-            limit = max(1, int(normal[0] * cfg.storm_budget_share))
-            graph.config.update({"app_tenant_write_limit": limit})
-            faults["throttling_storms"] += 1
-            timeline.note("throttling storm", write_limit=limit)
-
-        def storm_off() -> None:
-            graph.config.update({"app_tenant_write_limit": normal[0]})
-            timeline.note("throttling storm over")
-
-        at(cfg.storm_at * D, "storm on", storm_on)
-        at(cfg.storm_at * D + cfg.storm_seconds, "storm off", storm_off)
-
-    # -- certificate rotation + Key Vault outage + every token revoked once
-    def rotate_and_revoke() -> None:
-        state = sandbox.state
-        old = state.certificate_versions(CERTIFICATE_NAME)[-1]
-        state.rotate_certificate(CERTIFICATE_NAME, register=True)
-        with contextlib.suppress(KeyError):
-            state.unregister_app_certificate(seed.client_id, old.x5t)
-        if cfg.keyvault_outage_seconds > 0:
-            sandbox.keyvault_outage.active = True
-            faults["keyvault_outages"] += 1
-        graph.revoke_all_tokens()
-        faults["certificate_rotations"] += 1
-        timeline.note(
-            "certificate rotated (old one unregistered), Key Vault out, tokens revoked",
-            keyvault_outage_seconds=cfg.keyvault_outage_seconds,
-        )
-
-    def keyvault_back() -> None:
-        sandbox.keyvault_outage.active = False
-        timeline.note("Key Vault back")
-
-    at(cfg.keyvault_outage_at * D, "rotate", rotate_and_revoke)
-    at(cfg.keyvault_outage_at * D + cfg.keyvault_outage_seconds, "kv back", keyvault_back)
-
-    # -- sweeps: overlapping, the second one killed mid-run
-    sweep_to_kill: list[Proc] = []
-    for n, share in enumerate(cfg.sweeps_at):
-
-        def sweep(n: int = n) -> None:
-            proc = procs.start_sweep()
-            timeline.note(
-                "sweep started", n=n, running=sum(1 for p in procs.sweeps if p.popen.poll() is None)
-            )
-            if cfg.kill_sweep and n == 0:
-                sweep_to_kill.append(proc)
-
-        at(share * D, f"sweep {n}", sweep)
-
-    pending.sort(key=lambda p: p[0])
-    next_kill = rng.uniform(*cfg.kill_every)
-    kill_sweep_at: float | None = None
-    kills = 0
-    while True:
-        now = timeline.now()
-        while pending and pending[0][0] <= now:
-            _, _, action = pending.pop(0)
-            action()
-        if now >= D and not pending:
-            break
-        active = procs.active_workers()
-        if (
-            now >= next_kill
-            and now < D
-            and (cfg.max_kills is None or kills < cfg.max_kills)
-            and (active or now >= next_kill + 2.0)
-        ):
-            # a worker that is busy (its log grew since the last look), so that messages
-            # are in flight when it dies; an idle one if none was busy for 2 s
-            slot = rng.choice(active) if active else rng.randrange(cfg.workers)
-            procs.kill_worker(slot)
-            kills += 1
-            timeline.note("worker SIGKILL", slot=slot, busy=bool(active))
-            procs.start_worker(slot)
-            next_kill = now + rng.uniform(*cfg.kill_every)
-        if sweep_to_kill:
-            proc = sweep_to_kill[0]
-            if kill_sweep_at is None and _log_contains(
-                proc.log, "Executing timer function sweep_timer"
-            ):
-                kill_sweep_at = now + rng.uniform(*cfg.sweep_kill_after)
-            if kill_sweep_at is not None and now >= kill_sweep_at:
-                finished = _log_contains(proc.log, "Executed timer function")
-                killed = procs.kill(proc)
-                if killed:
-                    procs.sweep_kills += 1
-                last = _last_line(proc.log)
-                timeline.note("sweep SIGKILL", mid_run=killed and not finished, last_log_line=last)
-                sweep_to_kill.clear()
-            elif proc.popen.poll() is not None:
-                timeline.note("sweep to kill finished before the kill")
-                sweep_to_kill.clear()
-        time.sleep(0.005 if sweep_to_kill else 0.1)
-    # -- settle: faults off, the next timer tick, then wait for the queue to empty
-    graph.faults.reset()
-    sandbox.keyvault_outage.active = False
-    timeline.note("chaos over: faults cleared")
-    while procs.sweeps_running():
-        time.sleep(0.2)
-    final = procs.start_sweep()
-    final.popen.wait()
-    timeline.note("final sweep", status=final.popen.returncode)
-    deadline = time.monotonic() + cfg.settle_timeout
-    settled = False
-    quiet_since: float | None = None
-    last_report = 0.0
-    while time.monotonic() < deadline:
-        waiting = _message_count(encoded)
-        for slot, proc in list(procs.workers.items()):
-            if proc.popen.poll() is not None:  # a worker that died on its own: restart
-                timeline.note("worker exited", slot=slot, status=proc.popen.returncode)
-                procs.start_worker(slot)
-        if waiting == 0:
-            quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since >= 2.0:
-                settled = True
-                break
-        else:
-            quiet_since = None
-        if time.monotonic() - last_report > 10:
-            say(f"settling: {waiting} message(s) in the queue")
-            last_report = time.monotonic()
-        time.sleep(0.5)
-    timeline.note("settled" if settled else "settle timeout")
+    invalid_texts, neighbours = drive.schedule_waves()
+    drive.schedule_outage()
+    drive.schedule_storm()
+    drive.schedule_rotation()
+    drive.schedule_sweeps()
+    drive.run_events()
+    settled = drive.settle()
     return DriveResult(
-        sent=sent,
+        sent=drive.sent,
         invalid_texts=invalid_texts,
         bad_person_neighbours=neighbours,
         settled=settled,
         seconds=timeline.now(),
-        faults=faults,
+        faults=drive.faults,
     )
 
 
 # -- the verdict -------------------------------------------------------------------------------
 
 
-def _evaluate(
-    cfg: ChaosConfig,
-    sandbox: ChaosSandbox,
-    scenario: Scenario,
-    settings: Mapping[str, str],
-    procs: Processes,
-    timeline: Timeline,
-    drive: DriveResult,
-    poisoned: list[tuple[str, str]],
-) -> dict[str, Any]:
-    graph = sandbox.graph
-    tenant = scenario.tenant
-    directory = graph.directory.tenant(tenant)
-    stats = graph.stats
-    users_by_eid: dict[str, list[dict[str, Any]]] = {}
-    for user in directory.users.values():
-        eid = user.get("employeeId")
-        if isinstance(eid, str):
-            users_by_eid.setdefault(eid, []).append(user)
+class _Ledger:
+    """What the directory shows against what the work should have produced: the expected
+    changes missing (lost), the objects or memberships written twice (duplicated), and the
+    idempotent writes applied again (reapplied)."""
 
-    def member(group: str, uid: str) -> bool:
-        return uid in directory.members.get(group, {})
+    def __init__(self, sandbox: ChaosSandbox, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.tenant = scenario.tenant
+        self.directory = sandbox.graph.directory.tenant(self.tenant)
+        self.stats = sandbox.graph.stats
+        self.users_by_eid: dict[str, list[dict[str, Any]]] = {}
+        for user in self.directory.users.values():
+            eid = user.get("employeeId")
+            if isinstance(eid, str):
+                self.users_by_eid.setdefault(eid, []).append(user)
+        self.lost: list[str] = []
+        self.duplicated: list[str] = []
+        self.lost_by_kind: Counter[str] = Counter()
+        self.reapplied: Counter[str] = Counter()
 
-    lost: list[str] = []
-    duplicated: list[str] = []
-    lost_by_kind: Counter[str] = Counter()
+    def member(self, group: str, uid: str) -> bool:
+        return uid in self.directory.members.get(group, {})
 
-    def miss(who: str, what: str) -> None:
+    def miss(self, who: str, what: str) -> None:
         """One expected change not found: ``who`` is "<kind> <employeeId>"."""
         kind, eid = who.rsplit(" ", 1)
-        lost_by_kind[f"{kind}: {_GUID.sub('<group>', what)}"] += 1
-        where = scenario.carriers.get(eid, "sweep" if kind == "sweep leaver" else "?")
-        lost.append(f"{who}: {what} [message {where}]")
+        self.lost_by_kind[f"{kind}: {_GUID.sub('<group>', what)}"] += 1
+        where = self.scenario.carriers.get(eid, "sweep" if kind == "sweep leaver" else "?")
+        self.lost.append(f"{who}: {what} [message {where}]")
 
-    reapplied: Counter[str] = Counter()
+    def key(self, *parts: str) -> str:
+        return "/".join([self.tenant, *parts])
 
-    def key(*parts: str) -> str:
-        return "/".join([tenant, *parts])
-
-    # joiners (and the bad-person message's good neighbours)
-    joiner_groups = {j["employeeId"]: list(j["groups"]) for j in scenario.joiners}
-    for eid in drive.bad_person_neighbours:
-        joiner_groups[eid] = [scenario.groups[1]]
-    for eid, groups in joiner_groups.items():
-        found = users_by_eid.get(eid, [])
-        if not found:
-            miss(f"joiner {eid}", "not created")
-            continue
-        if len(found) > 1:
-            duplicated.append(f"joiner {eid}: {len(found)} users with this employeeId")
-        user = found[0]
-        upn = str(user["userPrincipalName"])
-        if stats.user_creates.get(key(upn), 0) > 1:
-            duplicated.append(f"joiner {eid}: created {stats.user_creates[key(upn)]} times")
-        for group in groups:
-            if not member(group, user["id"]):
-                miss(f"joiner {eid}", f"not in group {group}")
-            adds = stats.member_adds.get(key(group, user["id"]), 0)
-            if adds > 1:
-                duplicated.append(f"joiner {eid}: added to group {group} {adds} times")
-    invalid_person_created = bool(users_by_eid.get(scenario.poisoned_person))
-    # movers
-    for mover in scenario.movers:
-        eid = mover["employeeId"]
-        uid = scenario.mover_ids[eid]
-        moved = directory.users.get(uid)
-        if moved is None:
-            miss(f"mover {eid}", "user gone")
-            continue
-        if moved.get("department") != mover["department"]:
-            miss(f"mover {eid}", f"department {moved.get('department')!r}")
-        for group in mover["groups"]:
-            if not member(group, uid):
-                miss(f"mover {eid}", f"not in group {group}")
-            if stats.member_adds.get(key(group, uid), 0) > 1:
-                duplicated.append(f"mover {eid}: added to {group} more than once")
-        for group in mover["removeGroups"]:
-            if member(group, uid):
-                miss(f"mover {eid}", f"still in group {group}")
-            if stats.member_removes.get(key(group, uid), 0) > 1:
-                duplicated.append(f"mover {eid}: removed from {group} more than once")
-        updates = stats.user_updates.get(key(uid), 0)
-        if updates > 1:
-            reapplied["mover PATCH"] += updates - 1
-    # leavers (named and swept)
-    for kind, people in (("leaver", scenario.leavers), ("sweep leaver", scenario.sweep_leavers)):
-        for eid, uid in people.items():
-            left = directory.users.get(uid)
-            if left is None:
-                miss(f"{kind} {eid}", "user gone")
+    def check_joiners(self, bad_person_neighbours: list[str]) -> None:
+        """Joiners (and the bad-person message's good neighbours): created once, in their
+        groups once."""
+        scenario, stats, key = self.scenario, self.stats, self.key
+        joiner_groups = {j["employeeId"]: list(j["groups"]) for j in scenario.joiners}
+        for eid in bad_person_neighbours:
+            joiner_groups[eid] = [scenario.groups[1]]
+        for eid, groups in joiner_groups.items():
+            found = self.users_by_eid.get(eid, [])
+            if not found:
+                self.miss(f"joiner {eid}", "not created")
                 continue
-            if left.get("accountEnabled") is not False:
-                miss(f"{kind} {eid}", "still enabled")
-            revocations = stats.revocations.get(key(uid), 0)
-            if revocations == 0:
-                miss(f"{kind} {eid}", "sessions not revoked")
-            elif revocations > 1:
-                reapplied["revokeSignInSessions"] += revocations - 1
-            updates = stats.user_updates.get(key(uid), 0)
+            if len(found) > 1:
+                self.duplicated.append(f"joiner {eid}: {len(found)} users with this employeeId")
+            user = found[0]
+            upn = str(user["userPrincipalName"])
+            if stats.user_creates.get(key(upn), 0) > 1:
+                self.duplicated.append(
+                    f"joiner {eid}: created {stats.user_creates[key(upn)]} times"
+                )
+            for group in groups:
+                if not self.member(group, user["id"]):
+                    self.miss(f"joiner {eid}", f"not in group {group}")
+                adds = stats.member_adds.get(key(group, user["id"]), 0)
+                if adds > 1:
+                    self.duplicated.append(f"joiner {eid}: added to group {group} {adds} times")
+
+    def check_movers(self) -> None:
+        for mover in self.scenario.movers:
+            eid = mover["employeeId"]
+            uid = self.scenario.mover_ids[eid]
+            moved = self.directory.users.get(uid)
+            if moved is None:
+                self.miss(f"mover {eid}", "user gone")
+                continue
+            if moved.get("department") != mover["department"]:
+                self.miss(f"mover {eid}", f"department {moved.get('department')!r}")
+            self.check_mover_groups(eid, uid, mover)
+            updates = self.stats.user_updates.get(self.key(uid), 0)
             if updates > 1:
-                reapplied["leaver PATCH"] += updates - 1
-    unexpected = [
-        f"bystander {eid}: changed"
-        for eid, uid in scenario.bystanders.items()
-        if stats.user_updates.get(key(uid), 0)
-        or (directory.users.get(uid) or {}).get("accountEnabled") is False
-    ]
-    if invalid_person_created:
-        unexpected.append(
-            f"joiner {scenario.poisoned_person} (a lone surrogate in jobTitle) was created"
-        )
-    # poison
+                self.reapplied["mover PATCH"] += updates - 1
+
+    def check_mover_groups(self, eid: str, uid: str, mover: Mapping[str, Any]) -> None:
+        stats, key = self.stats, self.key
+        for group in mover["groups"]:
+            if not self.member(group, uid):
+                self.miss(f"mover {eid}", f"not in group {group}")
+            if stats.member_adds.get(key(group, uid), 0) > 1:
+                self.duplicated.append(f"mover {eid}: added to {group} more than once")
+        for group in mover["removeGroups"]:
+            if self.member(group, uid):
+                self.miss(f"mover {eid}", f"still in group {group}")
+            if stats.member_removes.get(key(group, uid), 0) > 1:
+                self.duplicated.append(f"mover {eid}: removed from {group} more than once")
+
+    def check_leavers(self) -> None:
+        """Leavers named in messages and leavers found by the sweep: disabled, sessions
+        revoked."""
+        scenario, stats, key = self.scenario, self.stats, self.key
+        for kind, people in (
+            ("leaver", scenario.leavers),
+            ("sweep leaver", scenario.sweep_leavers),
+        ):
+            for eid, uid in people.items():
+                left = self.directory.users.get(uid)
+                if left is None:
+                    self.miss(f"{kind} {eid}", "user gone")
+                    continue
+                if left.get("accountEnabled") is not False:
+                    self.miss(f"{kind} {eid}", "still enabled")
+                revocations = stats.revocations.get(key(uid), 0)
+                if revocations == 0:
+                    self.miss(f"{kind} {eid}", "sessions not revoked")
+                elif revocations > 1:
+                    self.reapplied["revokeSignInSessions"] += revocations - 1
+                updates = stats.user_updates.get(key(uid), 0)
+                if updates > 1:
+                    self.reapplied["leaver PATCH"] += updates - 1
+
+    def unexpected(self) -> list[str]:
+        """Bystanders changed, and the joiner that can never be valid created."""
+        scenario, stats = self.scenario, self.stats
+        out = [
+            f"bystander {eid}: changed"
+            for eid, uid in scenario.bystanders.items()
+            if stats.user_updates.get(self.key(uid), 0)
+            or (self.directory.users.get(uid) or {}).get("accountEnabled") is False
+        ]
+        if self.users_by_eid.get(scenario.poisoned_person):
+            out.append(
+                f"joiner {scenario.poisoned_person} (a lone surrogate in jobTitle) was created"
+            )
+        return out
+
+
+def _poisoned(
+    procs: Processes, drive: DriveResult, poisoned: list[tuple[str, str]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(valid messages poisoned, invalid messages poisoned), each with the host's reason."""
     host_reasons: dict[str, str] = {}
     for path in procs.all_logs():
         with contextlib.suppress(OSError):
@@ -1080,27 +1176,53 @@ def _evaluate(
         except (ValueError, AttributeError, RecursionError):
             correlation = text[:60]
         valid_poisoned.append({"message": correlation, "reason": label_reasons.get(correlation)})
-    runs = asyncio.run(_run_records(settings, tenant))
+    return valid_poisoned, invalid_poisoned
+
+
+def _fault_counts(sandbox: ChaosSandbox, procs: Processes, drive: DriveResult) -> Counter[str]:
+    stats = sandbox.graph.stats
     faults = Counter({f"graph_{k}": v for k, v in stats.faults.items()})
     faults.update(drive.faults)
     faults["graph_429"] = stats.throttled
     faults["keyvault_503"] = sandbox.keyvault_outage.rejected
     faults["worker_sigkill"] = procs.kills
     faults["sweep_sigkill"] = procs.sweep_kills
+    return faults
+
+
+def _evaluate(
+    cfg: ChaosConfig,
+    sandbox: ChaosSandbox,
+    scenario: Scenario,
+    settings: Mapping[str, str],
+    procs: Processes,
+    timeline: Timeline,
+    drive: DriveResult,
+    poisoned: list[tuple[str, str]],
+) -> dict[str, Any]:
+    stats = sandbox.graph.stats
+    ledger = _Ledger(sandbox, scenario)
+    ledger.check_joiners(drive.bad_person_neighbours)
+    ledger.check_movers()
+    ledger.check_leavers()
+    unexpected = ledger.unexpected()
+    valid_poisoned, invalid_poisoned = _poisoned(procs, drive, poisoned)
+    runs = asyncio.run(_run_records(settings, scenario.tenant))
+    faults = _fault_counts(sandbox, procs, drive)
     # every injected event: each 5xx, reset, slow answer, outage 503, 429, Key Vault 503,
     # revocation, rotation, storm and kill (the outage's length in seconds is not a count)
     faults_total = sum(v for k, v in faults.items() if not k.endswith("_seconds"))
     return {
         "operations": cfg.expected_operations + 2 * len(drive.bad_person_neighbours),
-        "lost": len(lost),
-        "duplicated": len(duplicated),
+        "lost": len(ledger.lost),
+        "duplicated": len(ledger.duplicated),
         "valid_messages_poisoned": len(valid_poisoned),
         "invalid_messages_poisoned": len(invalid_poisoned),
         "worker_kills": procs.kills,
         "sweep_kills": procs.sweep_kills,
         "faults_injected": faults_total,
         "faults": dict(sorted(faults.items())),
-        "writes_reapplied": dict(reapplied),
+        "writes_reapplied": dict(ledger.reapplied),
         "unexpected_changes": len(unexpected),
         "settled": drive.settled,
         "seconds": round(drive.seconds, 1),
@@ -1109,9 +1231,9 @@ def _evaluate(
         "token_requests": sandbox.state.counter("token_requests"),
         "run_records": runs,
         "details": {
-            "lost_by_kind": dict(sorted(lost_by_kind.items())),
-            "lost": lost[:2000],
-            "duplicated": duplicated[:200],
+            "lost_by_kind": dict(sorted(ledger.lost_by_kind.items())),
+            "lost": ledger.lost[:2000],
+            "duplicated": ledger.duplicated[:200],
             "valid_poisoned": valid_poisoned,
             "invalid_poisoned": invalid_poisoned,
             "unexpected": unexpected[:50],

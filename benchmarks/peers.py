@@ -258,6 +258,8 @@ async def run_ours(world: World, work: Work, cap: float) -> Reported:
                 pacing=PacingConfig(
                     writes_per_second=params.write_rate,
                     resource_units_per_second=REAL_RU_RATE * f,
+                    # the product's time constants compressed like Graph's windows
+                    headroom_cooldown=PacingConfig().headroom_cooldown / f,
                 ),
                 retry=RetryPolicy(
                     max_attempts=6, max_total_seconds=900.0 / f, base=1.0 / f, cap=30 / f

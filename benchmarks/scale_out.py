@@ -39,6 +39,7 @@ from typing import Any
 
 from benchmarks.batch_throughput import AUTH_MODE, REAL_WRITE_RATE
 from benchmarks.output import default_path
+from benchmarks.results_math import series
 from sandbox.azurite import Azurite
 from sandbox.graph import GraphConfig
 from sandbox.seed import USER_DOMAIN, seed_default, settings_for
@@ -312,6 +313,8 @@ def _one(
             (round(t, 2), w, th)
             for t, w, th in sampler.samples[:: max(1, len(sampler.samples) // 200)]
         ],
+        # writes/s and 429s/s in 0.5 s bins since the workers were started (the plots)
+        "series": series(sampler.samples, bin_seconds=0.5),
     }
     logger.info(
         "%d worker(s): %d writes in %.1fs (%.1f%% of the budget after the bucket), %d 429s",
@@ -427,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-fleet", action="store_true", help="DAEMON_FLEET_BUDGET=false (each paces alone)"
     )
     parser.add_argument("--output", type=Path, help="where to write the JSON")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plot")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(argv)
     params = QUICK if args.quick else FULL
@@ -451,6 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(render(result))
     print(f"results: {output}")
+    if not args.no_plots:
+        from benchmarks.plots import plot_scale_out
+
+        for path in plot_scale_out(result, output.parent, stem=output.stem):
+            print(f"plot: {path}")
     checks = result["targets"]["checks"]
     correct = all(
         checks[k]

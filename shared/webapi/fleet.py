@@ -6,14 +6,8 @@ https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-
 however many Functions instances run; Flex Consumption scales a queue function out on its own
 (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#scaling). An
 instance pacing as if alone overshoots N-fold with N instances and leans on 429s. So the
-instances share one bucket in Table storage on ``AzureWebJobsStorage``.
-
-**Entity layout.** Table ``<prefix>budget`` (default ``daemonbudget``), one entity per
-(app, tenant): PartitionKey = the app (client id, or the managed identity's), RowKey = the
-tenant (lower case), both sanitized like the state store's keys. Properties: ``Tokens``
-(writes left in the bucket, a double), ``Stamp`` (wall-clock seconds of the last refill),
-``Rate`` and ``Capacity`` (what the writer configured; informational: every instance refills
-with its own settings, so instances with different settings cannot widen each other's).
+instances share one bucket in Table storage on ``AzureWebJobsStorage``
+(:mod:`shared.webapi.fleet_table`; the bucket arithmetic in :mod:`shared.webapi.fleet_bucket`).
 
 **Leases.** An instance never asks storage per request. It reads the entity, refills it
 (``Tokens + (now − Stamp) × Rate``, capped at ``Capacity``), takes a *slice* (at most
@@ -27,17 +21,8 @@ conflict (412: another instance leased in between) re-reads and retries, up to
 ``prefetch_fraction`` of a slice is left, the next lease is fetched in the background, so a
 batch waits for storage only when the fleet's budget really is spent.
 
-**Limits.** What an instance holds is dropped ``lease_seconds`` (default 1 s) after its last
-lease, and is never more than a slice, so writes spent in any window of T seconds are at
-most ``Capacity + Rate × T`` plus a slice per instance. The bucket holds ``capacity_seconds`` of the
-rate (default 0.5 s): far less than Graph's 150 s window, the stricter choice, because
-other clients of the same app may spend Graph's window too and this bucket cannot see
-them, and because slices spent late (an instance whose event loop was busy) bunch up: a
-small bucket keeps those bursts small. The price is Graph's burst allowance: with the
-fleet budget on, the fleet never goes above the sustained rate. Rate = the configured
-budget × ``utilization`` (0.95, as the pacer's). A clock running ahead on one instance
-moves ``Stamp`` forward: the others refill nothing until they catch up (it can only slow
-the fleet, never speed it up).
+**Limits** (what the fleet can spend in a window, and why the bucket is small): see
+:mod:`shared.webapi.fleet_bucket`.
 
 **Fairness.** Slices are capped and an instance leases again only when its slice is nearly
 spent; a prefetch (the instance still holds writes) takes only from a bucket holding a full
@@ -45,14 +30,17 @@ slice, so when the bucket is contended the instances that ran out go first. No i
 hoard: with N busy instances each gets about 1/N of the rate; an idle instance takes
 nothing.
 
-**Graph's feedback.** A 429 means the fleet overshot (or another client of the app spent
-the budget). The instance that got it drops its slice and publishes a pause: the bucket is
-put a full bucket into debt and its ``Stamp`` moved to the end of the Retry-After, so no
-instance leases before then, nor for ``capacity_seconds`` after (instances that kept sending
-during the Retry-After would only be refused and delay the recovery:
-https://learn.microsoft.com/graph/throttling#best-practices-to-handle-throttling; and each
-instance's adaptive rate is far above its share of the fleet's, so it would take several
-429s to slow the fleet down on its own).
+**Graph's feedback.** ``x-ms-throttle-limit-percentage`` at the pacer's slow line means
+Graph's bucket holds less than the fleet may spend in a burst: the instance that sees it
+puts half a slice of debt into the shared bucket (at most once per ``lease_seconds``), so
+the fleet gives Graph some room back before a 429 does. A 429 means the fleet overshot (or
+another client of the app spent the budget). The instance that got it drops its slice and
+publishes a pause: the bucket is put a full bucket into debt and its ``Stamp`` moved to the
+end of the Retry-After, so no instance leases before then, nor for ``capacity_seconds``
+after (instances that kept sending during the Retry-After would only be refused and delay
+the recovery: https://learn.microsoft.com/graph/throttling#best-practices-to-handle-throttling;
+and each instance's adaptive rate is far above its share of the fleet's, so it would take
+several 429s to slow the fleet down on its own).
 
 **Failure behaviour.** A lease that fails (storage error, a call slower than
 ``timeout_seconds``, ``max_conflicts`` conflicts in a row) puts the budget in *fallback* for
@@ -69,25 +57,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.core.exceptions import AzureError
 
 from shared.errors import FleetConflictError, StateStoreError
-from shared.storage import StorageConnection, sanitize_key
+from shared.storage import sanitize_key
+from shared.webapi.fleet_bucket import (
+    EPSILON,
+    FleetConfig,
+    FleetStats,
+    Lease,
+    bucket_entity,
+    indebted_entity,
+    paused_entity,
+    plan_lease,
+    refilled,
+)
+from shared.webapi.fleet_table import BudgetTable, TableBudgetStore
 
 __all__ = [
     "BudgetTable",
@@ -99,173 +89,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-_EPSILON = 1e-6
-
-
-class BudgetTable(Protocol):
-    """Where the bucket entities live (synchronous; called in a worker thread)."""
-
-    def read(self, partition: str, row: str) -> tuple[dict[str, Any], str] | None:
-        """The entity and its ETag, or None when there is none."""
-
-    def create(self, entity: Mapping[str, Any]) -> str:
-        """Insert; :class:`FleetConflictError` when it exists. Returns the new ETag."""
-
-    def update(self, entity: Mapping[str, Any], etag: str) -> str:
-        """Replace if the ETag still matches, else :class:`FleetConflictError`."""
-
-
-class TableBudgetStore:
-    """:class:`BudgetTable` on azure-data-tables, with short timeouts and few SDK retries
-    (a lease that is slow is worth less than pacing alone for a while)."""
-
-    def __init__(self, table: TableClient, service: TableServiceClient | None = None) -> None:
-        self._table = table
-        self._service = service
-        self._created = False
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_connection(
-        cls,
-        connection: StorageConnection,
-        *,
-        table_name: str = "daemonbudget",
-        timeout_seconds: float = 2.0,
-    ) -> TableBudgetStore:
-        endpoint = connection.table_endpoint
-        if endpoint is None:
-            raise StateStoreError(
-                f"{connection.setting} gives no table endpoint for the fleet budget"
-            )
-        kwargs: dict[str, Any] = {
-            "retry_total": 0,  # no SDK retries: a failed lease falls back, retried later
-            "connection_timeout": timeout_seconds,
-            "read_timeout": timeout_seconds,
-        }
-        service = TableServiceClient(endpoint=endpoint, credential=connection.credential, **kwargs)
-        return cls(service.get_table_client(table_name), service)
-
-    def _ensure(self) -> None:
-        with self._lock:
-            if not self._created:
-                with contextlib.suppress(ResourceExistsError):
-                    self._table.create_table()
-                self._created = True
-
-    def read(self, partition: str, row: str) -> tuple[dict[str, Any], str] | None:
-        self._ensure()
-        try:
-            entity = self._table.get_entity(partition, row)
-        except ResourceNotFoundError:
-            return None
-        return dict(entity), str(entity.metadata.get("etag"))
-
-    def create(self, entity: Mapping[str, Any]) -> str:
-        self._ensure()
-        try:
-            result = self._table.create_entity(dict(entity))
-        except ResourceExistsError:
-            raise FleetConflictError("the budget entity was created by another instance") from None
-        return str(result.get("etag"))
-
-    def update(self, entity: Mapping[str, Any], etag: str) -> str:
-        try:
-            result = self._table.update_entity(
-                dict(entity),
-                mode=UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise FleetConflictError("the budget entity changed since it was read") from None
-        return str(result.get("etag"))
-
-    def close(self) -> None:
-        self._table.close()
-        if self._service is not None:
-            self._service.close()
-
-
-@dataclass(frozen=True)
-class FleetConfig:
-    """The shared bucket's shape and the lease policy (see the module docstring)."""
-
-    writes_per_second: float = 20.0
-    utilization: float = 0.95
-    capacity_seconds: float = 0.5
-    slice_seconds: float = 0.25
-    lease_seconds: float = 1.0
-    prefetch_fraction: float = 0.5
-    min_lease_fraction: float = 0.5
-    max_conflicts: int = 8
-    timeout_seconds: float = 2.0
-    retry_seconds: float = 5.0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "writes_per_second": self.writes_per_second > 0,
-            "utilization": 0 < self.utilization <= 1,
-            "capacity_seconds": self.capacity_seconds >= self.slice_seconds > 0,
-            "slice_seconds": self.slice_seconds > 0,
-            "lease_seconds": self.lease_seconds >= self.slice_seconds,
-            "prefetch_fraction": 0 <= self.prefetch_fraction < 1,
-            "min_lease_fraction": 0 < self.min_lease_fraction <= 1,
-            "max_conflicts": self.max_conflicts >= 1,
-            "timeout_seconds": self.timeout_seconds > 0,
-            "retry_seconds": self.retry_seconds >= 0,
-        }
-        for name, ok in checks.items():
-            value = getattr(self, name)
-            if not ok or (isinstance(value, float) and not math.isfinite(value)):
-                raise ValueError(
-                    f"FleetConfig.{name}={value!r} is out of range (need positive rates, "
-                    "slice_seconds <= capacity_seconds and <= lease_seconds, "
-                    "0 <= prefetch_fraction < 1)"
-                )
-
-    @property
-    def rate(self) -> float:
-        return self.writes_per_second * self.utilization
-
-    @property
-    def capacity(self) -> float:
-        return self.rate * self.capacity_seconds
-
-    @property
-    def slice(self) -> float:
-        return max(1.0, self.rate * self.slice_seconds)
-
-    @property
-    def min_lease(self) -> float:
-        """Fewer writes than this are not worth a write to storage (unless that is all
-        that is wanted): an empty bucket is asked again when it holds this many."""
-        return max(1.0, self.slice * self.min_lease_fraction)
-
-
-@dataclass
-class FleetStats:
-    """Counters of one instance's leases (for benchmarks, tests and logs)."""
-
-    leases: int = 0
-    leased_writes: float = 0.0
-    spent_writes: float = 0.0
-    expired_writes: float = 0.0
-    conflicts: int = 0
-    failures: int = 0
-    empty: int = 0
-    fallback_takes: int = 0
-    recoveries: int = 0
-    pauses: int = 0
-
-
-@dataclass(frozen=True)
-class _Lease:
-    grant: float
-    at: float
-    next_at: float
-    conflicts: int
 
 
 class FleetBudget:
@@ -304,6 +127,7 @@ class FleetBudget:
         self._lease_task: asyncio.Task[None] | None = None
         self._pause_task: asyncio.Task[None] | None = None
         self._published_until = float("-inf")
+        self._eased_until = float("-inf")
         self.stats = FleetStats()
 
     @property
@@ -333,7 +157,7 @@ class FleetBudget:
             return None
         self._expire(now)
         need = min(writes, self.config.slice)
-        if self._allowance + _EPSILON < need:
+        if self._allowance + EPSILON < need:
             if now < self._next_at and not self._fallback:
                 return self._next_at - now
             await self._lease_now()
@@ -341,8 +165,8 @@ class FleetBudget:
             if self._fallback:
                 self.stats.fallback_takes += 1
                 return None
-            if self._allowance + _EPSILON < need:
-                return max(self._next_at - now, _EPSILON)
+            if self._allowance + EPSILON < need:
+                return max(self._next_at - now, EPSILON)
         self._allowance -= writes
         self.stats.spent_writes += writes
         if self._allowance < self.config.slice * self.config.prefetch_fraction:
@@ -437,58 +261,36 @@ class FleetBudget:
             )
         self._fallback = True
 
-    def _lease(self, held: float, prefetch: bool = False) -> _Lease:
+    def _lease(self, held: float, prefetch: bool = False) -> Lease:
         """Read, refill, take a slice, write back if unchanged (runs in a worker thread;
         touches no state of this object but the table). A ``prefetch`` (this instance
         still holds writes) takes only from a bucket holding a full slice: when the bucket is
         contended, the instances that have run out go first (fairness)."""
         cfg = self.config
-        partition, row = self._keys
         conflicts = 0
         for _ in range(cfg.max_conflicts):
             now = self._clock()
-            found = self.table.read(partition, row)
-            if found is None:
-                tokens, stamp, etag = cfg.capacity, now, None
-            else:
-                entity, etag = found
-                tokens = float(entity.get("Tokens", 0.0))
-                stamp = float(entity.get("Stamp", now))
-                if not (math.isfinite(tokens) and math.isfinite(stamp)):
-                    tokens, stamp = 0.0, now
-                if now > stamp:
-                    tokens += (now - stamp) * cfg.rate
-                    stamp = now
-                tokens = min(tokens, cfg.capacity)
-            want = max(0.0, cfg.slice - held)  # a debt is repaid first
-            grant = min(want, tokens)
-            least = cfg.slice if prefetch else min(cfg.min_lease, want)
-            if want <= 0 or tokens + _EPSILON < least:
+            found = self.table.read(*self._keys)
+            tokens, stamp = refilled(None if found is None else found[0], now, cfg)
+            lease = plan_lease(tokens, stamp, now, held, prefetch, cfg)
+            if lease.grant <= 0:
                 # the fleet's bucket is (nearly) empty, or we hold enough: nothing is written
-                next_at = max(now, stamp) + max(least - tokens, 0.0) / cfg.rate
-                return _Lease(0.0, now, next_at, conflicts)
-            entity_out = {
-                "PartitionKey": partition,
-                "RowKey": row,
-                "App": self.app,
-                "Tenant": self.tenant,
-                "Tokens": tokens - grant,
-                "Stamp": stamp,
-                "Rate": cfg.rate,
-                "Capacity": cfg.capacity,
-            }
+                return Lease(0.0, now, lease.next_at, conflicts)
+            entity = bucket_entity(
+                self._keys, self.app, self.tenant, tokens - lease.grant, stamp, cfg
+            )
             try:
-                if etag is None:
-                    self.table.create(entity_out)
+                if found is None:
+                    self.table.create(entity)
                 else:
-                    self.table.update(entity_out, etag)
+                    self.table.update(entity, found[1])
             except FleetConflictError:
                 conflicts += 1
                 if self._threaded:
                     # others lease at the same moment: a short random pause spreads them
                     time.sleep(random.uniform(0.0, 0.005 * conflicts))
                 continue
-            return _Lease(grant, now, now, conflicts)
+            return Lease(lease.grant, now, now, conflicts)
         raise FleetConflictError(f"{conflicts} conflicting leases in a row")
 
     def throttled(self, retry_after: float) -> None:
@@ -511,49 +313,67 @@ class FleetBudget:
             return
         self._pause_task = loop.create_task(self._pause_guarded(until))
 
+    def near_limit(self) -> None:
+        """The API reports a limit nearly spent (the pacer's ``slow_percentage``): its
+        bucket holds less than the fleet may spend in a burst (the shared bucket plus a
+        slice per instance). Give it some back before a 429 does: half a slice of debt in
+        the shared bucket, one background write at most every ``lease_seconds`` per
+        instance, so the fleet runs below the rate until the API's level has recovered."""
+        now = self._clock()
+        if self._fallback or now < self._eased_until:
+            return
+        if self._pause_task is not None and not self._pause_task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._eased_until = now + self.config.lease_seconds
+        debt = self.config.min_lease
+        self._pause_task = loop.create_task(
+            self._publish(
+                lambda found: indebted_entity(
+                    found, self._clock(), debt, self._keys, self.app, self.tenant, self.config
+                ),
+                "eased",
+            )
+        )
+
     async def _pause_guarded(self, until: float) -> None:
+        def paused(found: Mapping[str, Any] | None) -> dict[str, Any] | None:
+            return paused_entity(found, until, self._keys, self.app, self.tenant, self.config)
+
+        await self._publish(paused, "pauses")
+
+    async def _publish(
+        self, make: Callable[[Mapping[str, Any] | None], dict[str, Any] | None], counter: str
+    ) -> None:
+        """Write what ``make`` makes of the stored entity (a pause, a debt); advisory: a
+        failure is logged at debug level, each instance's pacer adapts on its own anyway."""
         try:
             if self._threaded:
                 await asyncio.wait_for(
-                    asyncio.to_thread(self._pause, until), timeout=self.config.timeout_seconds
+                    asyncio.to_thread(self._write, make), timeout=self.config.timeout_seconds
                 )
             else:
-                self._pause(until)
-            self.stats.pauses += 1
-        except Exception as exc:  # advisory: each instance's pacer pauses on its own anyway
-            logger.debug("fleet budget pause not published: %s", type(exc).__name__)
+                self._write(make)
+            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        except Exception as exc:
+            logger.debug("fleet budget %s not published: %s", counter, type(exc).__name__)
 
-    def _pause(self, until: float) -> None:
-        """Put the shared bucket a full bucket into debt and move its refill stamp to
-        ``until`` (worker thread)."""
-        cfg = self.config
-        partition, row = self._keys
-        for _ in range(cfg.max_conflicts):
-            found = self.table.read(partition, row)
-            entity: dict[str, Any] = {
-                "PartitionKey": partition,
-                "RowKey": row,
-                "App": self.app,
-                "Tenant": self.tenant,
-                "Tokens": -cfg.capacity,
-                "Stamp": until,
-                "Rate": cfg.rate,
-                "Capacity": cfg.capacity,
-            }
+    def _write(self, make: Callable[[Mapping[str, Any] | None], dict[str, Any] | None]) -> None:
+        """Read the entity, write ``make(entity)`` if unchanged (None: nothing to write),
+        again on a conflict (worker thread)."""
+        for _ in range(self.config.max_conflicts):
+            found = self.table.read(*self._keys)
+            entity = make(None if found is None else found[0])
+            if entity is None:
+                return
             try:
                 if found is None:
                     self.table.create(entity)
-                    return
-                old, etag = found
-                stamp = float(old.get("Stamp", until))
-                tokens = float(old.get("Tokens", 0.0))
-                if not (math.isfinite(tokens) and math.isfinite(stamp)):
-                    tokens, stamp = 0.0, until
-                if stamp >= until and tokens <= -cfg.capacity:
-                    return  # an equal or later pause is already there
-                entity["Tokens"] = min(tokens, -cfg.capacity)
-                entity["Stamp"] = max(stamp, until)
-                self.table.update(entity, etag)
+                else:
+                    self.table.update(entity, found[1])
                 return
             except FleetConflictError:
                 continue

@@ -5,7 +5,10 @@ RU per 10 s: https://learn.microsoft.com/graph/throttling-limits) is a *ceiling*
 instances may spend the same budget, so the pacer never assumes it is all ours and learns
 the share it actually gets from the API's answers (AIMD):
 
-- it starts at ``utilization`` × budget (0.95 by default) and never goes above that;
+- it starts at ``utilization`` × budget (1.0 by default: Graph refills its bucket at exactly
+  the documented rate, so pacing at it keeps the bucket's level; the API's answers below
+  pull it down when someone else spends the same budget) and, unless the API reports room
+  (below), never goes above that;
 - a 429 multiplies the rate by ``decrease_factor`` (once per round trip: answers to
   requests sent before the last decrease do not decrease it again), empties the buckets and
   pauses the whole tenant until the largest Retry-After has passed;
@@ -20,7 +23,8 @@ configured one whatever the batch size.
 With a ``fleet`` budget (:mod:`shared.webapi.fleet`), writes are also taken from the slice
 this instance leased from the bucket all instances share; while that budget is unavailable
 (storage slow or down) the pacer paces alone as above, and the adaptation to the API's
-answers applies in both cases.
+answers applies in both cases. A limit at ``slow_percentage`` also gives the API's bucket
+room back through the fleet's (:meth:`FleetBudget.near_limit`), and a 429 pauses the fleet.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class PacingConfig:
 
     writes_per_second: float = 20.0
     resource_units_per_second: float = 350.0
-    utilization: float = 0.95
+    utilization: float = 1.0
     burst_seconds: float = 1.0
     decrease_factor: float = 0.7
     increase_step: float = 0.05
@@ -61,9 +65,12 @@ class PacingConfig:
     # x-ms-throttle-limit-percentage. While an API that reports its usage says nothing about a
     # limit being near, the budget's bucket has room (it starts full): the rate may climb to
     # ``headroom_utilization`` × the budget. A limit at or above ``hold_percentage`` brings the
-    # ceiling back to ``utilization`` for ``headroom_cooldown`` seconds.
+    # ceiling back to ``utilization`` for ``headroom_cooldown`` seconds: a few round trips,
+    # so answers to requests sent before the slow-down cannot start a new burst, yet short
+    # enough that room the bucket gains later (Graph reports nothing below 80 % use) is spent
+    # within the run, not a minute after it.
     headroom_utilization: float = 2.0
-    headroom_cooldown: float = 60.0
+    headroom_cooldown: float = 5.0
 
     def __post_init__(self) -> None:
         if self.writes_per_second <= 0 or self.resource_units_per_second <= 0:
@@ -216,6 +223,8 @@ class TenantPacer:
             self._constrained_until = now + cfg.headroom_cooldown
             self._fraction = min(self._fraction, cfg.utilization)
         if limit_percentage is not None and limit_percentage >= cfg.slow_percentage:
+            if self.fleet is not None:  # the fleet's bucket gives the API's some room back
+                self.fleet.near_limit()
             if sent_at is None or sent_at > self._last_decrease:
                 self._fraction = max(cfg.min_fraction, self._fraction * cfg.slow_factor)
                 self._last_decrease = now

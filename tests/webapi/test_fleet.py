@@ -159,7 +159,14 @@ async def test_four_instances_share_fairly() -> None:
 async def test_a_lease_is_one_conditional_write_and_a_slice_serves_many_requests() -> None:
     time = FakeTime()
     table = MemoryTable()
-    budget = _budget(table, time, slice_seconds=1.0, capacity_seconds=2.0, lease_seconds=2.0)
+    budget = _budget(
+        table,
+        time,
+        slice_seconds=1.0,
+        capacity_seconds=2.0,
+        lease_seconds=2.0,
+        utilization=0.95,  # the slice arithmetic below
+    )
     for _ in range(10):
         assert await budget.take(1) == 0.0
     await budget.settled()
@@ -332,3 +339,29 @@ async def test_a_pacer_throttled_with_a_fleet_tells_the_fleet() -> None:
     before = time.now
     await pacer.acquire(Cost(writes=1, resource_units=1))
     assert time.now - before >= 1.5
+
+
+async def test_a_limit_nearly_spent_gives_the_api_room_back_once_per_lease_period() -> None:
+    time = FakeTime()
+    table = MemoryTable()
+    budget = _budget(table, time)
+    pacer = TenantPacer(PacingConfig(), clock=time.clock, sleep=time.sleep, fleet=budget)
+    await pacer.acquire(Cost(writes=1, resource_units=1))
+    await budget.settled()
+    before = next(iter(table.rows.values()))[0]["Tokens"]
+    pacer.answered(limit_percentage=100.0, reports_usage=True)
+    await budget.settled()
+    assert budget.stats.eased == 1
+    row = next(iter(table.rows.values()))[0]
+    assert row["Tokens"] == pytest.approx(before - budget.config.min_lease)  # no time passed
+    pacer.answered(limit_percentage=100.0, reports_usage=True)  # the same lease period
+    await budget.settled()
+    assert budget.stats.eased == 1
+    pacer.answered(limit_percentage=90.0, reports_usage=True)  # near, not nearly spent
+    time.now += budget.config.lease_seconds
+    pacer.answered(limit_percentage=92.0, reports_usage=True)
+    await budget.settled()
+    assert budget.stats.eased == 1
+    pacer.answered(limit_percentage=100.0, reports_usage=True)
+    await budget.settled()
+    assert budget.stats.eased == 2

@@ -149,3 +149,33 @@ async def test_headroom_while_the_api_reports_usage_and_no_limit_is_near() -> No
 def test_headroom_cannot_be_below_utilization() -> None:
     with pytest.raises(ValueError, match="headroom_utilization"):
         PacingConfig(utilization=0.9, headroom_utilization=0.5)
+
+
+async def test_by_default_the_pacer_runs_at_the_whole_budget() -> None:
+    # Graph refills its bucket at exactly the documented rate: pacing at it keeps the
+    # bucket's level (a margin below it would leave budget unspent for the whole run)
+    time = FakeTime()
+    pacer = _pacer(time, writes_per_second=20.0)
+    assert pacer.fraction == pytest.approx(1.0)
+    start = time.now
+    for _ in range(100):  # the first batch from the local bucket, then one per second
+        await pacer.acquire(Cost(writes=20, resource_units=20))
+    assert time.now - start == pytest.approx(99.0, abs=0.01)
+
+
+async def test_headroom_returns_a_few_seconds_after_a_limit_was_near() -> None:
+    # the room Graph keeps below the hold line is spent again once it stops reporting a limit
+    # near, not a minute later (a whole short run)
+    time = FakeTime()
+    pacer = _pacer(time, increase_step=0.5)
+    time.now += 0.1
+    pacer.answered(reports_usage=True)
+    assert pacer.fraction == pytest.approx(1.5)
+    pacer.answered(reports_usage=True, limit_percentage=90.0)
+    assert pacer.fraction == pytest.approx(1.0)
+    time.now += 1.0
+    pacer.answered(reports_usage=True)
+    assert pacer.fraction == pytest.approx(1.0)  # within the cooldown: the budget
+    time.now += 6.0
+    pacer.answered(reports_usage=True)
+    assert pacer.fraction == pytest.approx(1.5)
