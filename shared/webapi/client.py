@@ -246,9 +246,7 @@ class ApiClient:
     async def _send_with_auth(self, exchange: Exchange) -> httpx.Response:
         """One send with the bearer token; a 401 gets one forced token refresh and one resend
         (under a new client-request-id) per request, however many retries follow."""
-        response = await self._send_refusing_redirects(
-            exchange, await self._token_source(force_refresh=False)
-        )
+        response = await self._send_refusing_redirects(exchange, await self._token())
         if response.status_code != 401 or exchange.refreshed:
             return response
         exchange.refreshed = True
@@ -262,19 +260,20 @@ class ApiClient:
         token = await self._token_source(force_refresh=True)
         return await self._send_refusing_redirects(exchange, token)
 
-    def _headers(self, exchange: Exchange, token: str) -> dict[str, str]:
-        """The headers of one send: the caller's, then ours (a caller cannot override them)."""
-        sent = {
-            "Accept": "application/json",
-            "User-Agent": self._user_agent,
-            **exchange.headers,
-            "Authorization": f"Bearer {token}",
-            "client-request-id": exchange.request_id,
-            "return-client-request-id": "true",
-        }
-        if self._throttle_priority:
-            sent["x-ms-throttle-priority"] = self._throttle_priority
-        return sent
+    async def _token(self) -> str:
+        """The bearer token. On a cold start the HTTP client is built (its transport imports
+        httpcore and h2: tens of milliseconds) while the first token request is in flight,
+        instead of after it."""
+        if self._client is not None:
+            return await self._token_source(force_refresh=False)
+        pending = asyncio.ensure_future(self._token_source(force_refresh=False))
+        await asyncio.sleep(0)  # let the token request reach its network wait first
+        try:
+            self._http()
+        except BaseException:
+            pending.cancel()
+            raise
+        return await pending
 
     async def _send_refusing_redirects(self, exchange: Exchange, token: str) -> httpx.Response:
         """Send, following a redirect only to the API's own origin (the headers carry the
@@ -283,7 +282,7 @@ class ApiClient:
         307/308, and any redirect of GET/HEAD, are followed with the same method and body;
         a 301/302/303 to a write is handed back as it is (the method is never changed).
         """
-        headers = self._headers(exchange, token)
+        headers = exchange.send_headers(token, self._user_agent, self._throttle_priority)
         url, params = exchange.url, exchange.params
         for _ in range(_MAX_REDIRECTS + 1):
             response = await self._send_once(exchange, url, params, headers)

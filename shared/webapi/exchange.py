@@ -63,6 +63,22 @@ class Exchange:
         self.attempts += 1
         self.request_id = new_request_id()
 
+    def send_headers(
+        self, token: str, user_agent: str, throttle_priority: str | None
+    ) -> dict[str, str]:
+        """The headers of one send: the caller's, then ours (a caller cannot override them)."""
+        sent = {
+            "Accept": "application/json",
+            "User-Agent": user_agent,
+            **self.headers,
+            "Authorization": f"Bearer {token}",
+            "client-request-id": self.request_id,
+            "return-client-request-id": "true",
+        }
+        if throttle_priority:
+            sent["x-ms-throttle-priority"] = throttle_priority
+        return sent
+
     def log_retry(self, cause: str, delay: float) -> None:
         """The one retry log line, for a status (``answered 429``) or a transport error
         (``failed: ReadTimeout``) alike."""
