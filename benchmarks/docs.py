@@ -66,6 +66,22 @@ def _peer_rows(peers: Mapping[str, Any]) -> list[str]:
     return rows
 
 
+def _scale_out_row(scale: Mapping[str, Any]) -> str:
+    counts = scale["worker_counts"]
+    order = sorted(counts, key=int)
+    fractions = " / ".join(_pct(counts[n]["budget_fraction_after_bucket"]) for n in order)
+    throttled = " / ".join(f"{counts[n]['item_responses_429']:,}" for n in order)
+    lost = sum(counts[n]["lost"] for n in order)
+    duplicated = sum(counts[n]["duplicated"] for n in order)
+    quick = " --quick" if scale.get("mode") == "quick" else ""
+    return (
+        f"| scale_out (`python -m benchmarks.scale_out{quick}`): {', '.join(order)} worker "
+        "processes on one queue and one tenant, fleet budget on | "
+        f"{fractions} of the budget after the starting bucket; {throttled} 429s; {lost} lost, "
+        f"{duplicated} duplicated | 4 workers ≥ 90 %, 429s ≤ 2× 1 worker |"
+    )
+
+
 def performance_table(results: Mapping[str, Mapping[str, Any]], *, mode: str) -> str:
     """A markdown table of the run's headline figures (from the benchmarks' JSON)."""
     lines = [
@@ -118,6 +134,9 @@ def performance_table(results: Mapping[str, Mapping[str, Any]], *, mode: str) ->
             f"{large:,} queued = {scaling['cpu_per_operation_ratio']:.2f}× that at {small:,} | "
             "≤ 1.5× |"
         )
+    scale = results.get("scale_out")
+    if scale and scale.get("worker_counts"):
+        lines.append(_scale_out_row(scale))
     imp = results.get("import")
     if imp and "ratio" in imp:
         lines.append(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -81,22 +79,6 @@ VAULT_ROLE_ACTIONS: dict[str, frozenset[str]] = {
 }
 
 DEFAULT_TOKEN_LIFETIME = 3600
-
-
-class ManualClock:
-    """A settable clock for tests: ``SandboxState(clock=ManualClock())``."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self._now = time.time() if start is None else start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 def new_guid() -> str:

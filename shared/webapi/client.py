@@ -246,7 +246,9 @@ class ApiClient:
     async def _send_with_auth(self, exchange: Exchange) -> httpx.Response:
         """One send with the bearer token; a 401 gets one forced token refresh and one resend
         (under a new client-request-id) per request, however many retries follow."""
-        response = await self._send_refusing_redirects(exchange, await self._token())
+        response = await self._send_refusing_redirects(
+            exchange, await self._token_source(force_refresh=False)
+        )
         if response.status_code != 401 or exchange.refreshed:
             return response
         exchange.refreshed = True
@@ -259,21 +261,6 @@ class ApiClient:
         exchange.request_id = new_request_id()
         token = await self._token_source(force_refresh=True)
         return await self._send_refusing_redirects(exchange, token)
-
-    async def _token(self) -> str:
-        """The bearer token. On a cold start the HTTP client is built (its transport imports
-        httpcore and h2: tens of milliseconds) while the first token request is in flight,
-        instead of after it."""
-        if self._client is not None:
-            return await self._token_source(force_refresh=False)
-        pending = asyncio.ensure_future(self._token_source(force_refresh=False))
-        await asyncio.sleep(0)  # let the token request reach its network wait first
-        try:
-            self._http()
-        except BaseException:
-            pending.cancel()
-            raise
-        return await pending
 
     async def _send_refusing_redirects(self, exchange: Exchange, token: str) -> httpx.Response:
         """Send, following a redirect only to the API's own origin (the headers carry the

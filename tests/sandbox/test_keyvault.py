@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from sandbox.seed import Seed
 from sandbox.server import Sandbox
 from sandbox.state import CERTIFICATE_USER, CRYPTO_USER, SECRETS_USER
 from sandbox.tokens import b64url, split_jwt
+from tests.clock import FakeClock
 from tests.sandbox.conftest import GRAPH_SCOPE, sha256, token_endpoint
 
 
@@ -242,9 +244,8 @@ def test_an_app_with_a_vault_role_reads_through_the_msal_path(
 
 def test_an_expired_token_gets_a_plain_challenge() -> None:
     from sandbox.seed import seed_default
-    from sandbox.state import ManualClock
 
-    clock = ManualClock()
+    clock = FakeClock(time.time())
     with (
         Sandbox(clock=clock, token_lifetime=600) as sandbox,
         httpx.Client(verify=sandbox.client_ssl_context()) as http,

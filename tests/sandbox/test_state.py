@@ -8,16 +8,16 @@ from sandbox.state import (
     CERTIFICATE_USER,
     GRAPH_RESOURCE,
     KEY_VAULT_RESOURCE,
-    ManualClock,
     SandboxState,
 )
+from tests.clock import FakeClock
 
 READ_CERTIFICATE = "Microsoft.KeyVault/vaults/certificates/read"
 
 
 @pytest.fixture
 def state() -> SandboxState:
-    return SandboxState(ManualClock(1_000_000.0))
+    return SandboxState(FakeClock(1_000_000.0))
 
 
 def test_the_flat_api_is_the_components_own(state: SandboxState) -> None:

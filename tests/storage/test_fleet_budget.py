@@ -16,20 +16,10 @@ from shared.storage import storage_connection
 from shared.webapi.fleet import FleetBudget, FleetConfig, FleetConflictError, TableBudgetStore
 from shared.webapi.operations import Cost
 from shared.webapi.pacing import PacingConfig, TenantPacer
-from tests.webapi.fakes import FakeTime
+from tests.clock import FakeClock
 
 RATE = 50.0
 _names = itertools.count(1)
-
-
-class ManualClock:
-    """Wall-clock seconds that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -50,7 +40,7 @@ def _budget(store: Any, clock: Any, **kwargs: Any) -> FleetBudget:
 async def test_instances_leasing_concurrently_stay_within_the_bucket(
     store: TableBudgetStore, instances: int
 ) -> None:
-    clock = ManualClock()
+    clock = FakeClock(1_800_000_000.0)
     budgets = [_budget(store, clock) for _ in range(instances)]
     spent = [0] * instances
     rounds, step = 60, 0.1  # 6 s of (manual) time
@@ -101,7 +91,7 @@ class InterleavingStore:
 async def test_a_stale_etag_is_a_conflict_and_the_lease_is_retried(
     store: TableBudgetStore,
 ) -> None:
-    clock = ManualClock()
+    clock = FakeClock(1_800_000_000.0)
     other = _budget(store, clock)
     assert await other.take(1) == 0.0  # the entity exists
     entity, etag = store.read("app-1", "tenant-a") or ({}, "")
@@ -129,7 +119,7 @@ async def test_storage_down_means_pacing_alone_then_the_fleet_budget_resumes(
         }
     )
     down = TableBudgetStore.from_connection(dead, timeout_seconds=1.0)
-    time = FakeTime()
+    time = FakeClock()
     budget = FleetBudget(
         down,
         "app-1",

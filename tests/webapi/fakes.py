@@ -31,10 +31,6 @@ from tests.clock import FakeClock
 BASE = "https://graph.microsoft.com/v1.0"
 
 
-# The suite's one fake clock, under the name the engine tests have always used.
-FakeTime = FakeClock
-
-
 class FakeTokens:
     """A TokenSource: 'token-0' until a forced refresh, then 'token-1', …"""
 
@@ -87,7 +83,7 @@ Answer = tuple[int, dict[str, str], Any]
 class FakeGraph:
     """An in-memory Graph. ``handler`` is an httpx.MockTransport handler."""
 
-    time: FakeTime = field(default_factory=FakeTime)
+    time: FakeClock = field(default_factory=FakeClock)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)

@@ -18,11 +18,12 @@ from shared.errors import (
     UnsafeRequestError,
 )
 from shared.webapi import ApiClient, RetryPolicy
-from tests.webapi.fakes import BASE, FakeGraph, FakeTime, FakeTokens, make_client
+from tests.clock import FakeClock
+from tests.webapi.fakes import BASE, FakeGraph, FakeTokens, make_client
 
 
 def _client(
-    handler: object, time: FakeTime, tokens: FakeTokens | None = None, **kw: object
+    handler: object, time: FakeClock, tokens: FakeTokens | None = None, **kw: object
 ) -> ApiClient:
     return ApiClient(
         BASE,
@@ -75,7 +76,7 @@ async def test_headers_token_request_id_and_priority() -> None:
         seen.append(request)
         return _json(200, {"id": "me"})
 
-    async with _client(handler, FakeTime(), throttle_priority="Low") as client:
+    async with _client(handler, FakeClock(), throttle_priority="Low") as client:
         assert await client.get_json("/users/me") == {"id": "me"}
         await client.get_json("users/me")
     assert [str(r.url) for r in seen] == [BASE + "/users/me"] * 2
@@ -93,7 +94,7 @@ async def test_token_never_logged(caplog: pytest.LogCaptureFixture) -> None:
         return _json(503, {"error": {"code": "x", "message": "down"}})
 
     tokens = FakeTokens()
-    async with _client(handler, FakeTime(), tokens, retry=RetryPolicy(max_attempts=2)) as c:
+    async with _client(handler, FakeClock(), tokens, retry=RetryPolicy(max_attempts=2)) as c:
         response = await c.request("GET", "/users")
     assert response.status == 503
     assert "token-0" not in caplog.text
@@ -102,7 +103,7 @@ async def test_token_never_logged(caplog: pytest.LogCaptureFixture) -> None:
 
 
 async def test_caller_authorization_header_refused() -> None:
-    async with _client(lambda r: _json(200, {}), FakeTime()) as client:
+    async with _client(lambda r: _json(200, {}), FakeClock()) as client:
         with pytest.raises(UnsafeRequestError, match="must not set the Authorization"):
             await client.request("GET", "/users", headers={"authorization": "Bearer x"})
 
@@ -132,7 +133,7 @@ async def test_401_twice_gives_up_after_one_refresh() -> None:
         return _json(401, {"error": {"code": "InvalidAuthenticationToken", "message": "no"}})
 
     tokens = FakeTokens()
-    async with _client(handler, FakeTime(), tokens) as client:
+    async with _client(handler, FakeClock(), tokens) as client:
         with pytest.raises(ApiResponseError, match="HTTP 401 InvalidAuthenticationToken") as info:
             await client.get_json("/users")
     assert info.value.status == 401
@@ -160,7 +161,7 @@ async def test_other_origin_refused_before_any_request(target: str) -> None:
         sent.append(request)
         return _json(200, {})
 
-    async with _client(handler, FakeTime(), tokens) as client:
+    async with _client(handler, FakeClock(), tokens) as client:
         with pytest.raises(UnsafeRequestError):
             await client.request("GET", target)
     assert sent == []
@@ -168,7 +169,7 @@ async def test_other_origin_refused_before_any_request(target: str) -> None:
 
 
 async def test_same_origin_absolute_url_allowed() -> None:
-    async with _client(lambda r: _json(200, {"ok": True}), FakeTime()) as client:
+    async with _client(lambda r: _json(200, {"ok": True}), FakeClock()) as client:
         assert await client.get_json("https://GRAPH.microsoft.com:443/v1.0/users") == {"ok": True}
 
 
@@ -180,7 +181,7 @@ async def test_next_link_to_other_host_refused() -> None:
         return _json(200, {"value": [{"id": 1}], "@odata.nextLink": "https://evil.example/p2"})
 
     items: list[object] = []
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         pages = client.paginate("/users")
         items.append(await anext(pages))
         with pytest.raises(UnsafeRequestError, match=r"evil\.example"):
@@ -200,7 +201,7 @@ async def test_cross_host_redirect_refused_same_host_followed() -> None:
             return httpx.Response(307, headers={"Location": "https://evil.example/steal"})
         return _json(200, {"here": True})
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         assert await client.get_json("/moved") == {"here": True}
         with pytest.raises(UnsafeRequestError, match=r"redirected to https://evil\.example"):
             await client.get_json("/away")
@@ -220,7 +221,7 @@ async def test_cross_host_redirect_refused_same_host_followed() -> None:
     ],
 )
 async def test_429_waits_retry_after(headers: dict[str, str], expected_wait: float) -> None:
-    time = FakeTime()
+    time = FakeClock()
     arrivals: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -236,7 +237,7 @@ async def test_429_waits_retry_after(headers: dict[str, str], expected_wait: flo
 
 
 async def test_retry_after_http_date() -> None:
-    time = FakeTime()
+    time = FakeClock()
     calls = 0
     when = "Wed, 01 Jan 2099 00:00:00 GMT"
 
@@ -259,7 +260,7 @@ async def test_retry_bounded_by_attempts() -> None:
         calls += 1
         return _json(429, {}, {"Retry-After": "1"})
 
-    time = FakeTime()
+    time = FakeClock()
     async with _client(handler, time, retry=RetryPolicy(max_attempts=3)) as client:
         response = await client.request("GET", "/users")
     assert response.status == 429
@@ -276,14 +277,14 @@ async def test_retry_bounded_by_total_time() -> None:
         return _json(503, {}, {"Retry-After": "4"})
 
     policy = RetryPolicy(max_attempts=100, max_total_seconds=10.0)
-    async with _client(handler, FakeTime(), retry=policy) as client:
+    async with _client(handler, FakeClock(), retry=policy) as client:
         response = await client.request("GET", "/users")
     assert response.status == 503
     assert calls == 3  # waits 4 + 4; a third wait would end at 12 s > 10 s
 
 
 async def test_wait_false_skips_waiting_but_counts() -> None:
-    time = FakeTime()
+    time = FakeClock()
     calls = 0
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -306,7 +307,7 @@ async def test_post_not_resent_after_5xx() -> None:
         calls += 1
         return _json(504, {"error": {"code": "GatewayTimeout", "message": "late"}})
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         response = await client.request("POST", "/users", json={"a": 1})
         assert response.outcome_unknown
         assert response.status == 504
@@ -325,7 +326,7 @@ async def test_post_resent_after_429() -> None:
         calls += 1
         return _json(429, {}, {"Retry-After": "0.5"}) if calls == 1 else _json(201, {"id": "n"})
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         response = await client.request("POST", "/users", json={})
     assert response.status == 201
     assert calls == 2
@@ -339,7 +340,7 @@ async def test_post_read_timeout_is_outcome_unknown() -> None:
         calls += 1
         raise httpx.ReadTimeout("slow", request=request)
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         with pytest.raises(ApiTransportError, match="may have been applied") as info:
             await client.request("POST", "/users", json={})
     assert info.value.outcome_unknown
@@ -358,7 +359,7 @@ async def test_get_read_timeout_and_reset_retried() -> None:
             raise httpx.RemoteProtocolError("reset", request=request)
         return _json(200, {"ok": True})
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         assert await client.get_json("/users") == {"ok": True}
     assert calls == 3
 
@@ -371,7 +372,7 @@ async def test_post_connect_error_retried_then_transport_error() -> None:
         calls += 1
         raise httpx.ConnectError("refused", request=request)
 
-    async with _client(handler, FakeTime(), retry=RetryPolicy(max_attempts=3)) as client:
+    async with _client(handler, FakeClock(), retry=RetryPolicy(max_attempts=3)) as client:
         with pytest.raises(ApiTransportError) as info:
             await client.request("POST", "/users", json={})
     assert calls == 3
@@ -395,7 +396,7 @@ async def test_paginate_follows_next_links_through_empty_pages() -> None:
         sent.append(key)
         return _json(200, graph_pages[key])
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         items = [item async for item in client.paginate("/users")]
     assert items == [{"id": 1}, {"id": 2}, {"id": 3}]
     assert len(sent) == 4
@@ -412,14 +413,14 @@ async def test_paginate_params_only_on_first_page() -> None:
             )
         return _json(200, {"value": [{"n": 2}]})
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         assert [i async for i in client.paginate("/users", {"$top": "999"})] == [{"n": 1}, {"n": 2}]
     assert "top=999" in sent[0]
     assert sent[1] == BASE + "/users?$skiptoken=a"
 
 
 async def test_paginate_without_value_is_malformed() -> None:
-    async with _client(lambda r: _json(200, {"nope": []}), FakeTime()) as client:
+    async with _client(lambda r: _json(200, {"nope": []}), FakeClock()) as client:
         with pytest.raises(MalformedResponseError, match="no 'value' array"):
             [i async for i in client.paginate("/users")]
 
@@ -427,7 +428,7 @@ async def test_paginate_without_value_is_malformed() -> None:
 async def test_repeated_next_link_is_malformed() -> None:
     loop_link = BASE + "/users?p=2"
     async with _client(
-        lambda r: _json(200, {"value": [], "@odata.nextLink": loop_link}), FakeTime()
+        lambda r: _json(200, {"value": [], "@odata.nextLink": loop_link}), FakeClock()
     ) as client:
         with pytest.raises(MalformedResponseError, match="repeated"):
             [i async for i in client.paginate("/users")]
@@ -443,7 +444,7 @@ async def test_delta_runs_to_the_delta_link() -> None:
             200, {"value": [{"id": "b"}], "@odata.deltaLink": BASE + "/users/delta?$deltatoken=z"}
         )
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         result = await client.delta("/users/delta")
     assert [i["id"] for i in result.items] == ["a", "b"]
     assert result.delta_link == BASE + "/users/delta?$deltatoken=z"
@@ -458,7 +459,7 @@ async def test_expired_delta_token_raises_dedicated_error(code: str) -> None:
         return _json(400, {"error": {"code": code, "message": "token expired"}})
 
     link = BASE + "/users/delta?$deltatoken=old"
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         with pytest.raises(DeltaTokenExpiredError, match="token expired") as info:
             await client.delta("/users/delta", link)
     assert info.value.status == 400
@@ -466,13 +467,13 @@ async def test_expired_delta_token_raises_dedicated_error(code: str) -> None:
 
 
 async def test_delta_link_to_other_host_refused() -> None:
-    async with _client(lambda r: _json(200, {}), FakeTime()) as client:
+    async with _client(lambda r: _json(200, {}), FakeClock()) as client:
         with pytest.raises(UnsafeRequestError):
             await client.delta("/users/delta", "https://evil.example/delta?$deltatoken=x")
 
 
 async def test_delta_without_delta_link_is_malformed() -> None:
-    async with _client(lambda r: _json(200, {"value": []}), FakeTime()) as client:
+    async with _client(lambda r: _json(200, {"value": []}), FakeClock()) as client:
         with pytest.raises(MalformedResponseError, match=r"without an @odata\.deltaLink"):
             await client.delta("/users/delta")
 
@@ -481,7 +482,7 @@ async def test_get_json_non_object_is_malformed() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers={"Content-Type": "application/json"}, content=b"{bad")
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         with pytest.raises(MalformedResponseError, match="not valid JSON"):
             await client.get_json("/users")
 
@@ -490,7 +491,7 @@ async def test_get_json_non_object_is_malformed() -> None:
 
 
 def test_new_event_loop_gets_a_new_http_client() -> None:
-    client = _client(lambda r: _json(200, {"n": 1}), FakeTime())
+    client = _client(lambda r: _json(200, {"n": 1}), FakeClock())
     first: list[object] = []
 
     async def call() -> None:
@@ -504,7 +505,7 @@ def test_new_event_loop_gets_a_new_http_client() -> None:
 
 
 async def test_closed_client_refuses_requests() -> None:
-    client = _client(lambda r: _json(200, {}), FakeTime())
+    client = _client(lambda r: _json(200, {}), FakeClock())
     await client.get_json("/users")
     await client.aclose()
     with pytest.raises(RuntimeError, match="closed"):
@@ -518,7 +519,7 @@ async def test_request_body_sent_as_json() -> None:
         bodies.append(json.loads(request.content))
         return _json(201, {"id": "n"})
 
-    async with _client(handler, FakeTime()) as client:
+    async with _client(handler, FakeClock()) as client:
         response = await client.request("POST", "/users", json={"displayName": "A"})
     assert response.status == 201
     assert response.body == {"id": "n"}

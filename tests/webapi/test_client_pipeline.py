@@ -3,7 +3,6 @@ outcome rules, the connection options, and how the auth, redirect and retry step
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 import random
@@ -303,31 +302,3 @@ async def test_transport_error_is_chained() -> None:
         with pytest.raises(ApiTransportError, match="ReadTimeout after 1 attempt") as info:
             await client.request("POST", "/users", json={})
     assert isinstance(info.value.__cause__, httpx.ReadTimeout)
-
-
-async def test_the_http_client_is_built_while_the_first_token_request_is_in_flight() -> None:
-    # cold start: building the transport (httpcore, h2 imports) overlaps the token request
-    asked, release = asyncio.Event(), asyncio.Event()
-    built_while_waiting: list[bool] = []
-
-    async def tokens(*, force_refresh: bool = False) -> str:
-        asked.set()
-        await release.wait()
-        return "token-0"
-
-    client = ApiClient(
-        BASE,
-        tokens,
-        transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})),
-        sleep=FakeClock().sleep,
-    )
-    async with client:
-        pending = asyncio.ensure_future(client.request("GET", "/users"))
-        await asyncio.wait_for(asked.wait(), timeout=5)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        built_while_waiting.append(client._client is not None)
-        release.set()
-        answer = await pending
-    assert built_while_waiting == [True]
-    assert answer.status == 200

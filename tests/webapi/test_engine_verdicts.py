@@ -48,6 +48,7 @@ from shared.webapi.operations import (
 from shared.webapi.response import ApiResponse
 from shared.webapi.retry import RetryPolicy
 from shared.webapi.urls import BaseUrl
+from tests.clock import FakeClock
 
 BASE = BaseUrl("https://graph.microsoft.com/v1.0")
 REF = "https://graph.microsoft.com/v1.0/directoryObjects/"
@@ -307,21 +308,13 @@ def test_reference_created_points_a_member_add_at_the_new_object_by_id() -> None
 # -- the settler acting on verdicts (injected clock, no waits) --------------------------
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _settler(ops: list[Op], *, replication_seconds: float = 60.0) -> tuple[Settler, ReadyQueue]:
     queue = ReadyQueue()
     settler = Settler(
         queue=queue,
         stats=EngineStats(),
         policy=RetryPolicy(max_attempts=5, max_total_seconds=600.0, wait=False),
-        clock=_Clock(),
+        clock=FakeClock(100.0),
         rng=random.Random(0),
         start=100.0,
         replication_seconds=replication_seconds,

@@ -16,7 +16,7 @@ from azure.core.exceptions import ServiceRequestError
 from shared.webapi.fleet import FleetBudget, FleetConfig, FleetConflictError
 from shared.webapi.operations import Cost
 from shared.webapi.pacing import PacingConfig, TenantPacer
-from tests.webapi.fakes import FakeTime
+from tests.clock import FakeClock
 
 RATE = 20.0
 
@@ -73,7 +73,7 @@ class MemoryTable:
         return etag
 
 
-def _budget(table: MemoryTable, time: FakeTime, **kwargs: Any) -> FleetBudget:
+def _budget(table: MemoryTable, time: FakeClock, **kwargs: Any) -> FleetBudget:
     config = FleetConfig(writes_per_second=RATE, **kwargs)
     return FleetBudget(table, "app-1", "Tenant-A", config, clock=time.clock, threaded=False)
 
@@ -81,7 +81,7 @@ def _budget(table: MemoryTable, time: FakeTime, **kwargs: Any) -> FleetBudget:
 async def _instances_spend(n: int, seconds: float) -> tuple[list[tuple[float, int]], FleetConfig]:
     """``n`` instances, each a pacer far above the budget alone (4×), sending batches of up
     to 5 writes for ``seconds`` of virtual time; returns (time, writes) of every admission."""
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     admitted: list[tuple[float, int]] = []
     budgets = [_budget(table, time) for _ in range(n)]
@@ -135,7 +135,7 @@ async def test_instances_leasing_together_never_exceed_the_budget(instances: int
 
 
 async def test_four_instances_share_fairly() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budgets = [_budget(table, time) for _ in range(4)]
     spent = [0] * 4
@@ -157,7 +157,7 @@ async def test_four_instances_share_fairly() -> None:
 
 
 async def test_a_lease_is_one_conditional_write_and_a_slice_serves_many_requests() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(
         table,
@@ -182,7 +182,7 @@ async def test_a_lease_is_one_conditional_write_and_a_slice_serves_many_requests
 
 
 async def test_etag_conflicts_are_retried() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time)
     assert await budget.take(1) == 0.0
@@ -197,7 +197,7 @@ async def test_etag_conflicts_are_retried() -> None:
 
 
 async def test_too_many_conflicts_fall_back_then_retry() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time, max_conflicts=2, retry_seconds=10.0)
     table.rows[("app-1", "tenant-a")] = ({"Tokens": 10.0, "Stamp": time.now}, "W/0")
@@ -212,7 +212,7 @@ async def test_too_many_conflicts_fall_back_then_retry() -> None:
 
 
 async def test_storage_down_falls_back_and_the_work_continues_then_resumes() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time, retry_seconds=5.0)
     pacer = TenantPacer(
@@ -251,7 +251,7 @@ async def test_storage_down_falls_back_and_the_work_continues_then_resumes() -> 
 
 
 async def test_empty_bucket_makes_the_caller_wait_without_asking_storage_each_time() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time)
     table.rows[("app-1", "tenant-a")] = ({"Tokens": 0.0, "Stamp": time.now}, "W/0")
@@ -266,7 +266,7 @@ async def test_empty_bucket_makes_the_caller_wait_without_asking_storage_each_ti
 
 
 async def test_a_clock_ahead_on_another_instance_only_slows_the_fleet() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time)
     # another instance, 30 s ahead, emptied the bucket
@@ -278,7 +278,7 @@ async def test_a_clock_ahead_on_another_instance_only_slows_the_fleet() -> None:
 
 
 async def test_unused_slices_expire() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time, prefetch_fraction=0.0)
     assert await budget.take(1) == 0.0
@@ -301,7 +301,7 @@ def test_bad_configuration_is_refused_with_the_field_named() -> None:
 
 
 async def test_a_429_pauses_the_whole_fleet_until_its_retry_after() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     first, second = _budget(table, time), _budget(table, time)
     assert await first.take(1) == 0.0
@@ -328,7 +328,7 @@ async def test_a_429_pauses_the_whole_fleet_until_its_retry_after() -> None:
 
 
 async def test_a_pacer_throttled_with_a_fleet_tells_the_fleet() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time)
     pacer = TenantPacer(PacingConfig(), clock=time.clock, sleep=time.sleep, fleet=budget)
@@ -342,7 +342,7 @@ async def test_a_pacer_throttled_with_a_fleet_tells_the_fleet() -> None:
 
 
 async def test_a_limit_nearly_spent_gives_the_api_room_back_once_per_lease_period() -> None:
-    time = FakeTime()
+    time = FakeClock()
     table = MemoryTable()
     budget = _budget(table, time)
     pacer = TenantPacer(PacingConfig(), clock=time.clock, sleep=time.sleep, fleet=budget)

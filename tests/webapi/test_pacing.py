@@ -4,15 +4,15 @@ import pytest
 
 from shared.webapi.operations import Cost
 from shared.webapi.pacing import PacingConfig, TenantPacer
-from tests.webapi.fakes import FakeTime
+from tests.clock import FakeClock
 
 
-def _pacer(time: FakeTime, **kwargs: float) -> TenantPacer:
+def _pacer(time: FakeClock, **kwargs: float) -> TenantPacer:
     return TenantPacer(PacingConfig(**kwargs), clock=time.clock, sleep=time.sleep)
 
 
 async def test_steady_rate_matches_the_budget_share() -> None:
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, writes_per_second=20.0, utilization=0.95)
     start = time.now
     for _ in range(100):  # 100 batches of 20 writes = 2,000 writes
@@ -23,7 +23,7 @@ async def test_steady_rate_matches_the_budget_share() -> None:
 
 
 async def test_resource_units_also_limit() -> None:
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, resource_units_per_second=10.0, utilization=1.0)
     start = time.now
     for _ in range(50):
@@ -32,7 +32,7 @@ async def test_resource_units_also_limit() -> None:
 
 
 async def test_throttle_pauses_and_decreases_once_per_round_trip() -> None:
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, writes_per_second=20.0, utilization=1.0)
     sent = await pacer.acquire(Cost(1, 1))
     pacer.throttled(3.5, sent_at=sent)
@@ -48,7 +48,7 @@ async def test_throttle_pauses_and_decreases_once_per_round_trip() -> None:
 
 
 async def test_additive_increase_up_to_the_ceiling_only() -> None:
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, utilization=0.9, increase_step=0.05)
     pacer.throttled(0.0)
     assert pacer.fraction == pytest.approx(0.63)
@@ -61,7 +61,7 @@ async def test_additive_increase_up_to_the_ceiling_only() -> None:
 
 
 async def test_limit_percentage_holds_then_slows() -> None:
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, utilization=1.0)
     pacer.throttled(0.0)
     f = pacer.fraction
@@ -72,7 +72,7 @@ async def test_limit_percentage_holds_then_slows() -> None:
 
 
 async def test_rate_never_below_the_floor() -> None:
-    pacer = _pacer(FakeTime(), min_fraction=0.1)
+    pacer = _pacer(FakeClock(), min_fraction=0.1)
     for _ in range(50):
         pacer.throttled(0.0)
     assert pacer.fraction == pytest.approx(0.1)
@@ -93,7 +93,7 @@ def test_config_rejects_bad_values(kwargs: dict[str, float], message: str) -> No
 
 
 async def test_increase_once_per_round_trip() -> None:
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, utilization=0.9, increase_step=0.05)
     sent = await pacer.acquire(Cost(1, 1))
     pacer.throttled(0.0, sent_at=sent)
@@ -124,7 +124,7 @@ def test_graph_limit_percentage_header_is_a_fraction() -> None:
 
 
 async def test_headroom_while_the_api_reports_usage_and_no_limit_is_near() -> None:
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(
         time, utilization=0.9, increase_step=0.5, headroom_utilization=2.0, headroom_cooldown=60.0
     )
@@ -154,7 +154,7 @@ def test_headroom_cannot_be_below_utilization() -> None:
 async def test_by_default_the_pacer_runs_at_the_whole_budget() -> None:
     # Graph refills its bucket at exactly the documented rate: pacing at it keeps the
     # bucket's level (a margin below it would leave budget unspent for the whole run)
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, writes_per_second=20.0)
     assert pacer.fraction == pytest.approx(1.0)
     start = time.now
@@ -166,7 +166,7 @@ async def test_by_default_the_pacer_runs_at_the_whole_budget() -> None:
 async def test_headroom_returns_a_few_seconds_after_a_limit_was_near() -> None:
     # the room Graph keeps below the hold line is spent again once it stops reporting a limit
     # near, not a minute later (a whole short run)
-    time = FakeTime()
+    time = FakeClock()
     pacer = _pacer(time, increase_step=0.5)
     time.now += 0.1
     pacer.answered(reports_usage=True)
