@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from benchmarks.plots import plot_scale_out
 from benchmarks.results_math import series
-
-pytest.importorskip("matplotlib")
 
 
 def test_scale_out_plot_has_a_line_per_worker_count(tmp_path: Path) -> None:
