@@ -12,12 +12,10 @@ are imported on first use (PEP 562): ``import shared.auth`` stays cheap on the c
 
 from __future__ import annotations
 
-from importlib import import_module
+from shared.lazy import lazy_attributes
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing on the cold path
 if TYPE_CHECKING:
-    from typing import Any
-
     from shared.auth.assertion import (
         LocalKeySigner,
         Signer,
@@ -54,11 +52,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __all__ = [

@@ -22,8 +22,7 @@ One module per concept:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from shared.lazy import lazy_attributes
 
 # Imported on first use (PEP 562): the product imports shared.host.schedule to validate
 # DAEMON_SWEEP_SCHEDULE, and must not pay for the emulator (azure-functions, storage queues)
@@ -52,11 +51,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __all__ = [

@@ -14,8 +14,7 @@ To add a job: a class with ``name`` and ``async def plan(self, ctx: JobContext) 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from shared.lazy import lazy_attributes
 
 # Imported on first use (PEP 562): ``shared.jobs.envelope`` is imported on light paths (the
 # CLI's enqueue, the demo) that must not pay for the engine and the state store.
@@ -43,11 +42,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
 
 
 __all__ = [
