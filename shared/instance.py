@@ -3,7 +3,9 @@ the jobs queue and the host's queue options.
 
 A function instance is one worker process. Everything here is built lazily on first use —
 never at import, so the Functions host indexes the app even when settings are missing — and
-kept for the life of the process. This module is the one place that owns these objects.
+kept for the life of the process. This module is the one place that owns these objects. The
+storage SDK, the batch engine and the fleet budget are imported where first used, so the
+first token and the first API response of a cold instance do not wait for them.
 """
 
 from __future__ import annotations
@@ -15,22 +17,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-
-from azure.core.credentials import TokenCredential
+from typing import TYPE_CHECKING
 
 from shared.auth.credentials import AppCredential, create_app_credential
 from shared.auth.token_cache import TokenCache
-from shared.errors import SettingError
+from shared.errors import SettingError, StateStoreError
 from shared.settings import Settings, load_settings
-from shared.storage import (
-    JobQueue,
-    StateStore,
-    StateStoreError,
-    StorageConnection,
-    storage_connection,
-)
-from shared.webapi import ApiClient, BatchEngine, PacingConfig, TenantPacer
-from shared.webapi.fleet import FleetBudget, FleetConfig, TableBudgetStore
+from shared.webapi.client import ApiClient
+
+if TYPE_CHECKING:  # imported where first used: the first API call need not pay for them
+    from azure.core.credentials import TokenCredential
+
+    from shared.storage import JobQueue, StateStore, StorageConnection
+    from shared.webapi.engine import BatchEngine
+    from shared.webapi.fleet import FleetBudget, TableBudgetStore
+    from shared.webapi.pacing import TenantPacer
 
 __all__ = ["CachedTokenSource", "Instance", "current_instance", "reset_current_instance"]
 
@@ -115,23 +116,24 @@ class Instance:
         host_json = app_host_json(env)
         if not has_storage:
             return cls(settings, host_json=host_json)
-        storage = storage_connection(env)
-        return cls(
-            settings,
-            store=StateStore(storage.table_service()),
-            storage=storage,
-            host_json=host_json,
-        )
+        from shared.storage.connection import storage_connection
+
+        # parsed now (a bad connection setting fails here, named); the store opens on first use
+        return cls(settings, storage=storage_connection(env), host_json=host_json)
 
     @property
     def store(self) -> StateStore:
         """Durable state (checkpoints, run records) in Table storage on AzureWebJobsStorage."""
         if self._store is None:
-            raise SettingError(
-                "AzureWebJobsStorage",
-                "is required for jobs (a connection string, UseDevelopmentStorage=true with "
-                "Azurite, or AzureWebJobsStorage__accountName for a managed identity)",
-            )
+            if self._storage is None:
+                raise SettingError(
+                    "AzureWebJobsStorage",
+                    "is required for jobs (a connection string, UseDevelopmentStorage=true "
+                    "with Azurite, or AzureWebJobsStorage__accountName for a managed identity)",
+                )
+            from shared.storage.store import StateStore
+
+            self._store = StateStore(self._storage.table_service())
         return self._store
 
     def _queue_options(self) -> None:
@@ -162,6 +164,8 @@ class Instance:
                 )
             if self._max_dequeue_count is None:
                 self._queue_options()
+            from shared.storage.queue import JobQueue
+
             self._job_queue = JobQueue(self._storage, self.settings.jobs_queue, base64=self._base64)
         return self._job_queue
 
@@ -191,6 +195,9 @@ class Instance:
     def batch_engine(self, tenant: str | None = None) -> BatchEngine:
         """A batch engine for ``tenant``; all engines of a tenant on this loop share one pacer
         (the API's budget is per app and tenant)."""
+        from shared.webapi.engine import BatchEngine
+        from shared.webapi.pacing import PacingConfig, TenantPacer
+
         client = self.api_client(tenant)
         loop = asyncio.get_running_loop()
         key = (loop, (tenant or self.settings.tenant_id).lower())
@@ -226,6 +233,8 @@ class Instance:
         None: turned off, or no AzureWebJobsStorage (doctor, the CLI, unit tests)."""
         if not self.settings.fleet_budget or self._storage is None:
             return None
+        from shared.webapi.fleet import FleetBudget, FleetConfig, TableBudgetStore
+
         if self._budget_table is None:
             try:
                 self._budget_table = TableBudgetStore.from_connection(self._storage)

@@ -40,20 +40,41 @@ the thread hop); the parts hold no state of their own and no method name is defi
 so the method resolution order has nothing to decide. A part can also be used alone (a test
 of the checkpoints needs only ``CheckpointStore(service)``).
 
-The package imports azure-core and azure-data-tables (as the single module did);
-``azure.storage.queue`` and ``azure.identity`` are imported only when a queue or an identity
-credential is first made, to keep cold start short.
+The names are imported on first use (PEP 562), and the SDKs (azure-data-tables,
+``azure.storage.queue``, ``azure.identity``) only when a table, a queue or an identity
+credential is first made: parsing the connection setting at start-up costs no SDK import,
+which keeps cold start short.
 """
 
 from __future__ import annotations
 
 from shared.errors import StateConflictError, StateStoreError, StateValueTooLargeError
-from shared.storage.connection import DEFAULT_CONNECTION, StorageConnection, storage_connection
-from shared.storage.deliveries import MAX_LEDGER_DELIVERIES
-from shared.storage.entities import desanitize_key, sanitize_key
-from shared.storage.queue import JobQueue, SentMessage
-from shared.storage.records import Checkpoint, DeliveryAttempt, DeliveryLedger, RunRecord
-from shared.storage.store import StateStore
+from shared.lazy import lazy_attributes
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing on the cold path
+if TYPE_CHECKING:
+    from shared.storage.connection import DEFAULT_CONNECTION, StorageConnection, storage_connection
+    from shared.storage.deliveries import MAX_LEDGER_DELIVERIES
+    from shared.storage.entities import desanitize_key, sanitize_key
+    from shared.storage.queue import JobQueue, SentMessage
+    from shared.storage.records import Checkpoint, DeliveryAttempt, DeliveryLedger, RunRecord
+    from shared.storage.store import StateStore
+
+_WHERE = {
+    "DEFAULT_CONNECTION": "connection",
+    "StorageConnection": "connection",
+    "storage_connection": "connection",
+    "MAX_LEDGER_DELIVERIES": "deliveries",
+    "desanitize_key": "entities",
+    "sanitize_key": "entities",
+    "JobQueue": "queue",
+    "SentMessage": "queue",
+    "Checkpoint": "records",
+    "DeliveryAttempt": "records",
+    "DeliveryLedger": "records",
+    "RunRecord": "records",
+    "StateStore": "store",
+}
 
 __all__ = [
     "DEFAULT_CONNECTION",
@@ -73,3 +94,5 @@ __all__ = [
     "sanitize_key",
     "storage_connection",
 ]
+
+__getattr__ = lazy_attributes(__name__, _WHERE)

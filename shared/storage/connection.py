@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential, TokenCredential
-from azure.data.tables import TableServiceClient
 
 from shared.errors import SettingError
 
 if TYPE_CHECKING:
+    from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueClient, QueueServiceClient
 
 __all__ = ["DEFAULT_CONNECTION", "StorageConnection", "storage_connection"]
@@ -97,6 +97,8 @@ class StorageConnection:
         return endpoint
 
     def table_service(self) -> TableServiceClient:
+        from azure.data.tables import TableServiceClient
+
         return TableServiceClient(endpoint=self._require("table"), credential=self.credential)
 
     def queue_service(self) -> QueueServiceClient:

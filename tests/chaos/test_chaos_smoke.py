@@ -31,6 +31,12 @@ def test_chaos_smoke_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert data["lost"] == 0, details["lost"]
     assert data["duplicated"] == 0, details["duplicated"]
     assert data["valid_messages_poisoned"] == 0, details["valid_poisoned"]
-    # only the message that is not base64 is poisoned, by the host, without running the job
-    assert [p["message"] for p in details["invalid_poisoned"]] == ["not-base64"]
+    # only the message that is not base64 is poisoned, by the host, without running the job.
+    # Moving a message to poison is a copy then a delete, as in the real host
+    # (https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#poison-messages):
+    # a worker killed between the two leaves the message to be poisoned again by the other,
+    # so the one kill may add one copy, never more
+    poisoned = [p["message"] for p in details["invalid_poisoned"]]
+    assert set(poisoned) == {"not-base64"}
+    assert len(poisoned) <= 1 + data["worker_kills"]
     assert data["unexpected_changes"] == 0, details["unexpected"]
