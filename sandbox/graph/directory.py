@@ -20,6 +20,9 @@ from .schema import (
     USER_REQUIRED_ON_CREATE,
 )
 
+# string properties whose equality filters are looked up in an index (see TenantDirectory)
+USER_VALUE_INDEXES = ("employeeId", "mail")
+
 
 def utc_now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -69,6 +72,11 @@ class TenantDirectory:
     tenant_id: str
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     upn_index: dict[str, str] = field(default_factory=dict)
+    # property -> lower-cased value -> ids, for USER_VALUE_INDEXES: ``$filter=employeeId eq``
+    # is looked up, not scanned (a scan per joiner of a directory of tens of thousands made
+    # the sandbox, not the daemon, the bottleneck). Kept by create/update/delete_user, the
+    # only places a user record changes.
+    value_index: dict[str, dict[str, dict[str, None]]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, dict[str, None]] = field(default_factory=dict)  # group -> ordered ids
     user_seq: dict[str, int] = field(default_factory=dict)  # user id -> last change
@@ -85,6 +93,25 @@ class TenantDirectory:
         return self.seq
 
     # -- users ------------------------------------------------------------------------------
+    def _index_user(self, user: dict[str, Any], *, add: bool) -> None:
+        for prop in USER_VALUE_INDEXES:
+            value = user.get(prop)
+            if value is None:
+                continue
+            ids = self.value_index.setdefault(prop, {}).setdefault(str(value).lower(), {})
+            if add:
+                ids[user["id"]] = None
+            else:
+                ids.pop(user["id"], None)
+
+    def users_with(self, prop: str, values: frozenset[str]) -> list[dict[str, Any]] | None:
+        """The users whose ``prop`` is one of ``values`` (lower-cased), from the index; None
+        when ``prop`` is not indexed (scan instead)."""
+        if prop not in USER_VALUE_INDEXES:
+            return None
+        index = self.value_index.get(prop, {})
+        return [self.users[i] for v in values for i in index.get(v, ())]
+
     def find_user(self, key: str) -> dict[str, Any] | None:
         user = self.users.get(key)
         if user is None:
@@ -131,6 +158,7 @@ class TenantDirectory:
             record["proxyAddresses"] = [f"SMTP:{record['mail']}"]
         self.users[user_id] = record
         self.upn_index[upn.lower()] = user_id
+        self._index_user(record, add=True)
         self.user_seq[user_id] = self.bump()
         return record
 
@@ -149,13 +177,16 @@ class TenantDirectory:
                 )
             del self.upn_index[str(user["userPrincipalName"]).lower()]
             self.upn_index[str(new_upn).lower()] = user["id"]
+        self._index_user(user, add=False)
         user.update(changes)
+        self._index_user(user, add=True)
         self.user_seq[user["id"]] = self.bump()
         return user
 
     def delete_user(self, key: str) -> dict[str, Any]:
         user = self.get_user(key)
         del self.users[user["id"]]
+        self._index_user(user, add=False)
         self.upn_index.pop(str(user["userPrincipalName"]).lower(), None)
         self.user_seq.pop(user["id"], None)
         self.removed[user["id"]] = self.bump()

@@ -44,6 +44,10 @@ class FilterInfo:
     """What the parsed filter used, for the advanced-query check."""
 
     advanced: bool = False
+    # The whole filter is ``prop eq 'v'`` or ``prop in ('v', …)`` on a string property: the
+    # property and the lower-cased values, so a caller with an index looks the candidates up
+    # instead of scanning (the predicate still decides). None for any other filter.
+    equals: tuple[str, frozenset[str]] | None = None
 
 
 class _Str(str):
@@ -87,6 +91,8 @@ class _Parser:
         self.schema = schema
         self.type_name = type_name
         self.info = FilterInfo()
+        self._terms = 0  # comparisons, functions and 'not's parsed
+        self._equals: tuple[str, frozenset[str]] | None = None
 
     def peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -113,6 +119,8 @@ class _Parser:
         predicate = self.expr()
         if self.peek() is not None:
             raise invalid_filter(self.text)
+        if self._terms == 1:  # one comparison, no and/or/not
+            self.info.equals = self._equals
         return predicate
 
     def expr(self) -> Predicate:
@@ -137,6 +145,7 @@ class _Parser:
         word = self.peek_word()
         if word == "not":
             self.take()
+            self._terms += 1
             self.info.advanced = True
             inner = self.unary()
             return lambda obj: not inner(obj)
@@ -147,6 +156,7 @@ class _Parser:
             return inner
         if word in ("startswith", "endswith"):
             self.take()
+            self._terms += 1
             self.expect("(")
             prop = self.prop()
             self.expect(",")
@@ -192,6 +202,7 @@ class _Parser:
         raise invalid_filter(self.text)
 
     def compare(self) -> Predicate:
+        self._terms += 1
         prop = self.prop()
         op = self.peek_word()
         if op == "in":
@@ -203,6 +214,8 @@ class _Parser:
                 values.append(self.literal())
             self.expect(")")
             kind = self.schema[prop]
+            if kind == "str" and all(isinstance(v, str) for v in values):
+                return self._string_equals(prop, values)
             return lambda obj: any(_matches(kind, obj.get(prop), "eq", v) for v in values)
         if op not in _COMPARE:
             raise invalid_filter(self.text)
@@ -227,7 +240,21 @@ class _Parser:
             raise unsupported_filter(prop, self.type_name)
         if kind == "str" and value is not None and not isinstance(value, str):
             raise unsupported_filter(prop, self.type_name)
+        if op == "eq" and kind == "str" and isinstance(value, str):
+            return self._string_equals(prop, [value])
         return lambda obj: _matches(kind, obj.get(prop), op, value)
+
+    def _string_equals(self, prop: str, values: list[Any]) -> Predicate:
+        """``prop eq 'v'`` / ``prop in (…)`` on a string property, case-insensitive as
+        :func:`_matches` (a missing value matches no string), without its per-object work."""
+        needles = frozenset(str(v).lower() for v in values)
+        self._equals = (prop, needles)
+
+        def predicate(obj: dict[str, Any]) -> bool:
+            actual = obj.get(prop)
+            return actual is not None and str(actual).lower() in needles
+
+        return predicate
 
 
 def _matches(kind: str, actual: Any, op: str, expected: Any) -> bool:

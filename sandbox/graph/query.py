@@ -9,6 +9,7 @@ learn.microsoft.com/graph/aad-advanced-queries); ``$skip``, ``$search``, ``$form
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .config import GraphConfig
@@ -114,6 +115,18 @@ def check_count(op: Operation, options: dict[str, str]) -> bool:
     return value.lower() == "true"
 
 
+@dataclass(frozen=True)
+class CompiledFilter:
+    """A ``$filter``'s predicate, and (``equals``) the property and lower-cased values when
+    the whole filter is one string equality, for a lookup instead of a scan."""
+
+    predicate: Callable[[dict[str, Any]], bool]
+    equals: tuple[str, frozenset[str]] | None = None
+
+    def __call__(self, obj: dict[str, Any]) -> bool:
+        return self.predicate(obj)
+
+
 def compile_filter(
     config: GraphConfig,
     op: Operation,
@@ -122,11 +135,11 @@ def compile_filter(
     type_name: str,
     count: bool,
     caller: Caller,
-) -> Callable[[dict[str, Any]], bool]:
+) -> CompiledFilter:
     """The predicate of ``$filter``; advanced operators need ``$count`` and eventual
     consistency, as Graph requires."""
     if text is None:
-        return lambda _obj: True
+        return CompiledFilter(lambda _obj: True)
     predicate, info = parse_filter(text, schema, type_name)
     if info.advanced and config.require_advanced_query_headers:
         eventual = op.headers.get("consistencylevel", "").lower() == "eventual"
@@ -144,7 +157,7 @@ def compile_filter(
         and not caller.roles & LIFECYCLE_READ
     ):
         raise forbidden()
-    return predicate
+    return CompiledFilter(predicate, info.equals)
 
 
 def page_size_preference(config: GraphConfig, op: Operation) -> int | None:

@@ -46,9 +46,9 @@ class UserHandlers:
         predicate = compile_filter(
             ctx.config, op, state.filter, USER_PROPERTIES, "User", count, caller
         )
-        matching = [
-            u for u in tenant.users.values() if predicate(u) and ctx.replicated(tenant, u["id"])
-        ]
+        indexed = tenant.users_with(*predicate.equals) if predicate.equals else None
+        candidates = tenant.users.values() if indexed is None else indexed
+        matching = [u for u in candidates if predicate(u) and ctx.replicated(tenant, u["id"])]
         page, next_link = self.pager.page_of(op, matching, state, "users")
         body: dict[str, Any] = {"@odata.context": context_url(op, "users", state.select)}
         if count:

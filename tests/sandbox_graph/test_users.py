@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from sandbox.graph import GraphService
+from sandbox.graph.odata import parse_filter
+from sandbox.graph.schema import USER_PROPERTIES
 
 from .conftest import TENANT
 from .test_auth import assert_graph_error
@@ -324,3 +326,55 @@ async def test_verified_domains_fall_back_to_the_config_and_are_set_per_tenant(
     )
     assert bad.status_code == 400
     assert "verified domain 'not a domain'" in bad.json()["error"]
+
+
+async def test_equality_filters_follow_changes(
+    client: httpx.AsyncClient, service: GraphService, auth: dict[str, str]
+) -> None:
+    """``employeeId eq`` is answered from an index: it must see creates, changes of the
+    value and deletes exactly as a scan would, case-insensitively."""
+    service.directory.seed_users(TENANT, 3)
+
+    async def ids(expression: str) -> set[str]:
+        items, _ = await list_all(client, auth, "/v1.0/users", {"$filter": expression})
+        return {u["id"] for u in items}
+
+    user_id = (await client.post("/v1.0/users", json=NEW_USER, headers=auth)).json()["id"]
+    assert await ids("employeeId eq 'e9000'") == {user_id}
+    patched = await client.patch(
+        f"/v1.0/users/{user_id}", json={"employeeId": "E9001"}, headers=auth
+    )
+    assert patched.status_code == 204
+    assert await ids("employeeId eq 'E9000'") == set()
+    assert await ids("employeeId in ('E9001', 'E000001')") == {
+        user_id,
+        *await ids("employeeId eq 'E000001'"),
+    }
+    assert len(await ids("employeeId in ('E9001', 'E000001')")) == 2
+    # a compound filter is scanned: the same answer
+    assert await ids("employeeId eq 'E9001' and accountEnabled eq true") == {user_id}
+    await client.delete(f"/v1.0/users/{user_id}", headers=auth)
+    assert await ids("employeeId eq 'E9001'") == set()
+
+
+@pytest.mark.parametrize(
+    ("expression", "equals"),
+    [
+        ("employeeId eq 'E1'", ("employeeId", frozenset({"e1"}))),
+        ("(employeeId in ('A', 'b'))", ("employeeId", frozenset({"a", "b"}))),
+        ("employeeId eq 'E1' and accountEnabled eq true", None),
+        ("employeeId eq 'E1' or employeeId eq 'E2'", None),
+        ("not(employeeId eq 'E1')", None),
+        ("accountEnabled eq true", None),
+        ("startswith(employeeId,'E1')", None),
+        ("employeeId in ('A', null)", None),
+    ],
+)
+def test_filter_reports_a_single_string_equality(
+    expression: str, equals: tuple[str, frozenset[str]] | None
+) -> None:
+    predicate, info = parse_filter(expression, USER_PROPERTIES, "User")
+    assert info.equals == equals
+    if equals is not None:  # the fast predicate agrees with the index
+        assert predicate({"employeeId": "E1".swapcase()}) is ("e1" in equals[1])
+        assert predicate({"employeeId": None}) is False
