@@ -29,7 +29,7 @@ import pytest
 # Calls that start a server or a process (the sandbox, Azurite, the CLI in a subprocess).
 _STARTS_SERVER = re.compile(
     r"\b(?:Sandbox|Azurite|running_sandbox|start_azurite|Popen|subprocess\.run|"
-    r"subprocess\.check_output|create_subprocess_exec|uvicorn|run_chaos|run_demo)\b"
+    r"subprocess\.check_output|create_subprocess_exec|uvicorn|run_chaos|run_demo|run_fresh)\b"
 )
 _SEEN_LIMIT = 200  # functions followed per test: the module graph is small, this bounds it
 

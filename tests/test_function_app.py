@@ -5,13 +5,10 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import azure.functions as func
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fresh_python import run_fresh
 
 
 def _functions() -> list[func.Function]:
@@ -33,16 +30,7 @@ def test_imports_with_no_settings_and_nothing_heavy() -> None:
         " 'httpx') if m in sys.modules]; "
         "print(len(function_app.app.get_functions()), heavy)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    count, heavy = result.stdout.strip().split(" ", 1)
+    count, heavy = run_fresh(code, env).stdout.strip().split(" ", 1)
     assert int(count) >= 1
     assert heavy == "[]"
 
